@@ -1,0 +1,67 @@
+"""The idp application factory: wiring only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from idp import db
+from idp.settings import Settings
+from idp.settings import load_secret_key
+from idp.settings import load_settings
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the IdP app from defaults < IDP_CONFIG < IDP_* env < ``config``.
+
+    Raises:
+        ConfigurationError: a setting is wrong (one line naming it).
+
+    """
+    settings = load_settings(config)
+    app = Flask(__name__, instance_path=str(Path(settings.instance_dir).resolve()))
+    app.config.update(
+        SECRET_KEY=load_secret_key(settings),
+        SESSION_COOKIE_NAME="idp_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.is_secure,
+        PREFERRED_URL_SCHEME="https" if settings.is_secure else "http",
+        MAX_CONTENT_LENGTH=1024 * 1024,
+    )
+    app.config.update(settings.extra)
+    app.extensions["idp.settings"] = settings
+
+    from idp import cli
+    from idp import csrf
+    from idp import errors
+    from idp import ops
+    from idp.keys import commands as key_commands
+    from idp.keys import store as key_store
+    from idp.sessions import commands as session_commands
+    from idp.sessions import service as session_service
+    from idp.sessions import views as session_views
+    from idp.users import commands as user_commands
+
+    db.init_app(app, settings)
+    key_store.init_app(app, settings)
+    session_service.init_app(app, settings)
+    errors.register_error_handlers(app)
+    csrf.init_app(app)
+    app.register_blueprint(session_views.bp)
+    app.register_blueprint(ops.bp)
+    cli.init_app(app)
+    for group in (user_commands.cli, session_commands.cli, key_commands.cli):
+        app.cli.add_command(group)
+    return app
+
+
+def get_settings(app: Flask | None = None) -> Settings:
+    """Return the settings of ``app`` (default: the current app)."""
+    from flask import current_app
+
+    settings: Settings = (app or current_app).extensions["idp.settings"]
+    return settings

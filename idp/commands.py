@@ -1,0 +1,92 @@
+"""Top-level commands: ``idp init [--demo]`` and ``idp serve``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+from flask import Flask
+from flask import current_app
+from flask.cli import with_appcontext
+
+from idp import db
+from idp.keys.store import get_key_store
+
+
+@click.command("init")
+@with_appcontext
+@click.option("--demo", is_flag=True, help="Also seed the demo users, clients and SPs.")
+def init_command(demo: bool) -> None:
+    """Create or upgrade the database and create signing keys if missing (safe to rerun)."""
+    database = db.get_database()
+    before = db.current_revision(database.engine)
+    db.upgrade_database(database.engine)
+    after = db.current_revision(database.engine)
+    if before == after:
+        click.echo(f"Database is up to date (revision {after}).")
+    else:
+        click.echo(f"Database upgraded from {before or 'empty'} to revision {after}.")
+    created = get_key_store().ensure_keys(db.now())
+    for key in created:
+        click.echo(f"Created {key.kind} key {key.kid}.")
+    if not created:
+        click.echo("Signing keys are present.")
+    if demo:
+        from idp.demo import seed_demo
+
+        for line in seed_demo():
+            click.echo(line)
+
+
+def default_workers() -> int:
+    """Return gunicorn's recommended 2 x cores + 1, capped at 8."""
+    return min(2 * (os.cpu_count() or 1) + 1, 8)
+
+
+class _Gunicorn:
+    """A gunicorn application serving an already-built Flask app."""
+
+    def __init__(self, app: Flask, options: dict[str, Any]) -> None:
+        from gunicorn.app.base import BaseApplication
+
+        outer = self
+
+        class Application(BaseApplication):  # type: ignore[misc]
+            def load_config(self) -> None:
+                for key, value in options.items():
+                    self.cfg.set(key, value)
+
+            def load(self) -> Flask:
+                return outer.app
+
+        self.app = app
+        self.application = Application()
+
+    def run(self) -> None:
+        self.application.run()
+
+
+@click.command("serve")
+@with_appcontext
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Worker processes (default: 2 x cores + 1, at most 8).",
+)
+def serve_command(host: str, port: int, workers: int | None) -> None:
+    """Run the production server (gunicorn)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    options = {
+        "bind": f"{host}:{port}",
+        "workers": workers or default_workers(),
+        "accesslog": "-",
+        "errorlog": "-",
+        "proc_name": "idp",
+        # Connections must not cross fork(): each worker opens its own pool.
+        "post_fork": lambda server, worker: db.get_database(app).engine.dispose(close=False),
+    }
+    _Gunicorn(app, options).run()

@@ -1,0 +1,154 @@
+"""Engine, per-request session and declarative base (one of each per app, in app.extensions)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC
+from datetime import datetime
+from typing import Any
+
+from flask import Flask
+from flask import current_app
+from flask import g
+from sqlalchemy import DateTime
+from sqlalchemy import Engine
+from sqlalchemy import MetaData
+from sqlalchemy import create_engine
+from sqlalchemy import event
+from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import Session
+from sqlalchemy.orm import sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.types import TypeDecorator
+
+from idp.settings import Settings
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Store naive UTC, return aware UTC: SQLite keeps no time zone, PostgreSQL must agree."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+@dataclass
+class Database:
+    engine: Engine
+    sessionmaker: sessionmaker[Session]
+
+
+def utcnow() -> datetime:
+    """Return the current time, aware UTC."""
+    return datetime.now(UTC)
+
+
+def build_engine(database_url: str) -> Engine:
+    """Create an engine; SQLite gets foreign keys on and a directory for its file."""
+    url = make_url(database_url)
+    options: dict[str, Any] = {"future": True}
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            from pathlib import Path
+
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    else:
+        options["pool_pre_ping"] = True
+    engine = create_engine(url, **options)
+    if url.get_backend_name() == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=5000")
+            cursor.close()
+
+    return engine
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Build the engine and session factory for this app and close sessions after requests."""
+    engine = build_engine(settings.database_url)
+    app.extensions["idp.db"] = Database(engine, sessionmaker(engine, expire_on_commit=False))
+    app.extensions.setdefault("idp.clock", utcnow)
+
+    @app.teardown_appcontext
+    def _close_session(exception: BaseException | None) -> None:
+        session: Session | None = g.pop("idp_db_session", None)
+        if session is not None:
+            if exception is not None:
+                session.rollback()
+            session.close()
+
+
+def get_database(app: Flask | None = None) -> Database:
+    """Return this app's Database."""
+    database: Database = (app or current_app).extensions["idp.db"]
+    return database
+
+
+def get_session() -> Session:
+    """Return the SQLAlchemy session of the current app context, opening it on first use."""
+    if "idp_db_session" not in g:
+        g.idp_db_session = get_database().sessionmaker()
+    session: Session = g.idp_db_session
+    return session
+
+
+def now() -> datetime:
+    """Return the app's notion of now (tests inject a clock in ``app.extensions``)."""
+    clock: Callable[[], datetime] = current_app.extensions["idp.clock"]
+    return clock()
+
+
+def _alembic_config(connection: Any) -> Any:
+    from pathlib import Path
+
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade_database(engine: Engine) -> None:
+    """Create or upgrade every table to the newest Alembic revision; safe to run twice."""
+    from alembic import command
+
+    with engine.begin() as connection:
+        command.upgrade(_alembic_config(connection), "head")
+
+
+def current_revision(engine: Engine) -> str | None:
+    """Return the database's Alembic revision, None when it was never initialised."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        revision: str | None = MigrationContext.configure(connection).get_current_revision()
+        return revision

@@ -1,0 +1,88 @@
+"""Error tree of the IdP and the handlers that render errors without leaking internals."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from flask import render_template
+from flask import request
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
+
+logger = logging.getLogger(__name__)
+
+
+class IdpError(Exception):
+    """Base of every error the IdP raises on purpose; its message is safe to show."""
+
+
+class ConfigurationError(IdpError):
+    """A setting is missing or wrong; raised at start-up with a one-line message."""
+
+
+class NotFoundError(IdpError):
+    """The named object does not exist."""
+
+
+class ConflictError(IdpError):
+    """The object already exists or the change contradicts the stored state."""
+
+
+class InvalidInputError(IdpError):
+    """A value given by the caller is malformed."""
+
+
+class SamlError(IdpError):
+    """Base of SAML errors."""
+
+
+class SamlRequestError(SamlError):
+    """The SAML request cannot be answered to its sender: HTML 400 at the IdP."""
+
+
+class SamlStatusError(SamlError):
+    """The SAML request is answered with a non-success status to a validated ACS."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ApiError(IdpError):
+    """An admin API error rendered as JSON ``{"error": code, "message": ...}``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def _wants_json() -> bool:
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return request.path.startswith("/api/") or best == "application/json"
+
+
+def _render(status: int, title: str, message: str) -> ResponseReturnValue:
+    if _wants_json():
+        return {"error": title.lower().replace(" ", "_"), "message": message}, status
+    page = render_template("errors/error.html", status=status, title=title, message=message)
+    return page, status
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Render HTTP errors as small pages (or JSON) and hide unexpected exceptions."""
+
+    @app.errorhandler(HTTPException)
+    def handle_http(error: HTTPException) -> ResponseReturnValue:
+        status = error.code or 500
+        return _render(status, error.name, error.description or error.name)
+
+    @app.errorhandler(ApiError)
+    def handle_api(error: ApiError) -> ResponseReturnValue:
+        return {"error": error.code, "message": str(error)}, error.status
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(error: Exception) -> ResponseReturnValue:
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        return _render(500, "Internal Server Error", "Something went wrong on our side.")

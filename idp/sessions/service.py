@@ -1,0 +1,270 @@
+"""Login session lifecycle: authenticate, start, find, touch, expire and end (flask-login glue)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timedelta
+from urllib.parse import urlencode
+
+from flask import Flask
+from flask import current_app
+from flask import request
+from flask import session
+from flask import url_for
+from flask_login import LoginManager
+from flask_login import current_user
+from flask_login import login_user
+from flask_login import logout_user
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from idp import audit
+from idp import db
+from idp.models.login import LoginSession
+from idp.models.user import User
+from idp.settings import Settings
+from idp.users import passwords
+from idp.users.service import get_user_by_email
+
+# Levels of assurance (Keycloak's convention): "1" one factor, "2" several factors.
+ACR_SINGLE_FACTOR = "1"
+
+# last_seen_at is written at most this often, so browsing does not write on every request.
+TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+@dataclass
+class CurrentLogin:
+    """What flask-login calls the current user: a live login session and its user."""
+
+    login: LoginSession
+    token: str
+    is_authenticated: bool = True
+    is_active: bool = True
+    is_anonymous: bool = False
+
+    @property
+    def user(self) -> User:
+        return self.login.user
+
+    def get_id(self) -> str:
+        return self.token
+
+
+def hash_token(token: str) -> str:
+    """Return the stored form of a browser session token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.extensions["idp.settings"]
+    return settings
+
+
+def is_login_active(login: LoginSession, now: datetime) -> bool:
+    """Return whether the session is neither revoked nor idle- nor absolutely expired."""
+    if login.revoked_at is not None or login.user.is_disabled:
+        return False
+    return now < login.expires_at and now < login.last_seen_at + _settings().session_idle_timeout
+
+
+def effective_expiry(login: LoginSession) -> datetime:
+    """Return when the session ends if nothing else happens (idle or absolute, the sooner)."""
+    return min(login.expires_at, login.last_seen_at + _settings().session_idle_timeout)
+
+
+def _load_login(token: str) -> CurrentLogin | None:
+    login = db.get_session().scalar(
+        select(LoginSession).where(LoginSession.token_hash == hash_token(token))
+    )
+    if login is None:
+        return None
+    # The stored hash came from this token; compare anyway so no timing hint is left.
+    if not hmac.compare_digest(login.token_hash, hash_token(token)):
+        return None
+    now = db.now()
+    if not is_login_active(login, now):
+        return None
+    if now - login.last_seen_at >= TOUCH_INTERVAL:
+        login.last_seen_at = now
+        db.get_session().commit()
+    return CurrentLogin(login=login, token=token)
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Wire flask-login and the password hasher into ``app``."""
+    passwords.init_app(app, settings)
+    manager = LoginManager()
+    manager.session_protection = None  # the server-side session is the authority
+    manager.user_loader(_load_login)
+    manager.unauthorized_handler(lambda: redirect_to_login(request.full_path))
+    manager.init_app(app)
+    app.extensions["idp.login_manager"] = manager
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """Return the user when the credentials are right and the account usable, else None.
+
+    Costs one Argon2 verification on every path, so timing does not reveal whether the
+    account exists.
+    """
+    user = get_user_by_email(email)
+    ok = passwords.verify_password(user.password_hash if user else None, password)
+    if user is None or not ok or user.is_disabled:
+        audit.record(
+            "login_failure",
+            user_id=user.id if user else None,
+            reason="disabled" if user and ok else "bad_credentials",
+        )
+        db.get_session().commit()
+        return None
+    assert user.password_hash is not None  # noqa: S101  (ok implies a hash)
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash_password(password)
+        audit.record("password_rehashed", user_id=user.id)
+    return user
+
+
+def start_login(user: User, *, amr: list[str]) -> LoginSession:
+    """Create a login session for ``user`` and bind it to this browser; commit."""
+    now = db.now()
+    token = secrets.token_urlsafe(32)
+    login = LoginSession(
+        sid=secrets.token_hex(16),
+        token_hash=hash_token(token),
+        user=user,
+        created_at=now,
+        last_seen_at=now,
+        expires_at=now + _settings().session_absolute_timeout,
+        auth_time=now,
+        amr=amr,
+        acr=ACR_SINGLE_FACTOR,
+        ip=request.remote_addr,
+        user_agent=(request.user_agent.string or "")[:512] or None,
+        details={},
+    )
+    database = db.get_session()
+    database.add(login)
+    database.flush()
+    audit.record("login_success", user_id=user.id, sid=login.sid, amr=amr)
+    database.commit()
+    # A fresh cookie session on every login: a planted pre-login session is worth nothing.
+    session.clear()
+    login_user(CurrentLogin(login=login, token=token))
+    return login
+
+
+def current_login() -> LoginSession | None:
+    """Return the live login session of this browser, or None."""
+    if not current_user.is_authenticated:
+        return None
+    login: LoginSession = current_user.login
+    return login
+
+
+def _revoke(login: LoginSession, reason: str) -> bool:
+    if login.revoked_at is not None:
+        return False
+    login.revoked_at = db.now()
+    login.revoked_reason = reason
+    audit.record("session_revoked", user_id=login.user_id, sid=login.sid, reason=reason)
+    return True
+
+
+def end_current_login(reason: str = "logout") -> LoginSession | None:
+    """End this browser's login session (if any) and forget the cookie; commit."""
+    login = current_login()
+    if login is not None:
+        _revoke(login, reason)
+        audit.record("logout", user_id=login.user_id, sid=login.sid)
+        db.get_session().commit()
+    logout_user()
+    session.clear()
+    return login
+
+
+def get_login_by_sid(sid: str) -> LoginSession | None:
+    """Return the login session with this ``sid``, or None."""
+    return db.get_session().scalar(select(LoginSession).where(LoginSession.sid == sid))
+
+
+def revoke_login(login: LoginSession, reason: str) -> bool:
+    """End one login session everywhere; commit. Return False if it had already ended."""
+    changed = _revoke(login, reason)
+    db.get_session().commit()
+    return changed
+
+
+def revoke_user_sessions(user: User, reason: str) -> list[LoginSession]:
+    """End every live session of ``user``; the caller commits. Return the ended ones."""
+    ended = list(
+        db.get_session().scalars(
+            select(LoginSession).where(
+                LoginSession.user_id == user.id,
+                LoginSession.revoked_at.is_(None),
+                LoginSession.expires_at > db.now(),
+            )
+        )
+    )
+    for login in ended:
+        _revoke(login, reason)
+    return ended
+
+
+def list_logins(user: User | None = None) -> list[LoginSession]:
+    """Return live login sessions, newest first, optionally of one user."""
+    query = select(LoginSession).where(
+        LoginSession.revoked_at.is_(None), LoginSession.expires_at > db.now()
+    )
+    if user is not None:
+        query = query.where(LoginSession.user_id == user.id)
+    now = db.now()
+    return [
+        login
+        for login in db.get_session().scalars(query.order_by(LoginSession.created_at.desc()))
+        if is_login_active(login, now)
+    ]
+
+
+def is_safe_next(target: str | None) -> bool:
+    """Return whether ``target`` is a path on this IdP (no scheme, host or ``//`` trick)."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return False
+    return all(ord(char) > 31 and char != "\\" for char in target)
+
+
+def redirect_to_login(
+    next_url: str | None = None, *, force: bool = False, login_hint: str | None = None
+) -> Response:
+    """Send the browser to the login form, coming back to ``next_url`` (a local path).
+
+    ``force`` asks for the password even when a session exists (``prompt=login``,
+    ``max_age``); ``login_hint`` pre-fills the username.
+    """
+    from flask import redirect
+
+    params: dict[str, str] = {}
+    if is_safe_next(next_url):
+        params["next"] = next_url or ""
+    if force:
+        params["force"] = "1"
+    if login_hint and len(login_hint) <= 320:
+        params["login_hint"] = login_hint
+    query = f"?{urlencode(params)}" if params else ""
+    return redirect(url_for("sessions.login") + query)
+
+
+def reauthenticate(login: LoginSession, *, amr: list[str]) -> None:
+    """Record a fresh authentication in the same session (same ``sid``); commit."""
+    now = db.now()
+    login.auth_time = now
+    login.last_seen_at = now
+    login.amr = amr
+    audit.record(
+        "login_success", user_id=login.user_id, sid=login.sid, amr=amr, reauthentication=True
+    )
+    db.get_session().commit()

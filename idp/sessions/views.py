@@ -1,0 +1,80 @@
+"""Login and logout pages: /login (username, password) and /logout."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import url_for
+from flask.typing import ResponseReturnValue
+
+from idp import csrf
+from idp.sessions import service
+
+bp = Blueprint("sessions", __name__)
+
+# One message for every failure, so the page never tells whether the account exists.
+LOGIN_FAILED = "Invalid username or password."
+MAX_FIELD_LENGTH = 1024
+
+
+def _next_target() -> str | None:
+    target = request.values.get("next")
+    return target if service.is_safe_next(target) else None
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    next_url = _next_target()
+    force = request.values.get("force") == "1"
+    current = service.current_login()
+    if request.method == "GET":
+        if current is not None and next_url and not force:
+            return redirect(next_url)
+        hint = request.args.get("login_hint", "")[:320]
+        return render_template(
+            "sessions/login.html", next_url=next_url, error=None, force=force, login_hint=hint
+        )
+    csrf.validate()
+    username = request.form.get("username", "")
+    password = request.form.get("password", "")
+    user = None
+    if username and password and max(len(username), len(password)) <= MAX_FIELD_LENGTH:
+        user = service.authenticate(username, password)
+    if user is None:
+        page = render_template(
+            "sessions/login.html",
+            next_url=next_url,
+            error=LOGIN_FAILED,
+            force=force,
+            login_hint="",
+        )
+        return page, 401
+    if current is not None and current.user_id == user.id:
+        service.reauthenticate(current, amr=["pwd"])
+    else:
+        if current is not None:
+            service.end_current_login("switched_user")
+        service.start_login(user, amr=["pwd"])
+    return redirect(next_url or url_for("sessions.home"))
+
+
+@bp.route("/logout", methods=["GET", "POST"])
+def logout() -> ResponseReturnValue:
+    if request.method == "GET":
+        login = service.current_login()
+        if login is None:
+            return render_template("sessions/logged_out.html")
+        return render_template("sessions/logout.html", login=login)
+    csrf.validate()
+    service.end_current_login("logout")
+    return render_template("sessions/logged_out.html")
+
+
+@bp.route("/")
+def home() -> ResponseReturnValue:
+    login = service.current_login()
+    if login is None:
+        return service.redirect_to_login(url_for("sessions.home"))
+    return render_template("sessions/home.html", login=login)

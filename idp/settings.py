@@ -1,0 +1,227 @@
+"""Typed settings: defaults < TOML file named by ``IDP_CONFIG`` < ``IDP_*`` env < mapping."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import time
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from idp.errors import ConfigurationError
+
+ENV_PREFIX = "IDP_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    issuer: str = "http://127.0.0.1:5000"
+    """The issuer URL; every absolute URL the IdP emits derives from it."""
+
+    database_url: str = "sqlite:///instance/idp.sqlite3"
+    """Any SQLAlchemy URL; ``postgresql+psycopg://...`` in production."""
+
+    redis_url: str | None = None
+    """When set, sessions, rate limits and replay caches live in Redis."""
+
+    keys_dir: str = "keys/"
+    """Directory of the signing keys (JWK files and the SAML certificate)."""
+
+    secret_key: str | None = None
+    """Cookie signing key; generated into ``instance/`` on first run; replicas must share it."""
+
+    instance_dir: str = "instance/"
+    """Directory for generated runtime files (the secret key, the SQLite database)."""
+
+    session_idle_timeout: timedelta = timedelta(hours=8)
+    """A login session with no activity for this long ends (seconds in TOML/env)."""
+
+    session_absolute_timeout: timedelta = timedelta(hours=24)
+    """A login session ends this long after the login, whatever its activity."""
+
+    jwks_max_age: timedelta = timedelta(minutes=10)
+    """How long clients may cache ``/jwks``; a rotated key starts signing only after it."""
+
+    key_retention: timedelta = timedelta(days=1)
+    """How long a superseded signing key stays published after its successor starts signing."""
+
+    access_token_ttl: timedelta = timedelta(minutes=10)
+    """Lifetime of JWT access tokens (RFC 9068)."""
+
+    id_token_ttl: timedelta = timedelta(minutes=10)
+    """Lifetime of ID tokens."""
+
+    pairwise_salt: str | None = None
+    """Salt of pairwise subject identifiers; defaults to the secret key (keep it stable)."""
+
+    registration_token: str | None = None
+    """Initial access token for dynamic client registration (RFC 7591); unset = registration off."""
+
+    password_hash_time_cost: int = 3
+    """Argon2id iterations; hashes made with other parameters are upgraded at next login."""
+
+    password_hash_memory_cost: int = 65536
+    """Argon2id memory in KiB."""
+
+    password_hash_parallelism: int = 4
+    """Argon2id lanes."""
+
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Flask configuration passed through unchanged (upper-case keys of the create_app mapping)."""
+
+    @property
+    def is_secure(self) -> bool:
+        """Return whether the issuer is served over https (cookies get ``Secure``)."""
+        return self.issuer.startswith("https://")
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "extra"}
+
+
+def _parse_duration(name: str, value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool):
+        raise ConfigurationError(f"{name}: must be a number of seconds, not a boolean")
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        try:
+            seconds = float(value.strip())
+        except ValueError:
+            raise ConfigurationError(
+                f"{name}: must be a number of seconds, got {value!r}"
+            ) from None
+    else:
+        raise ConfigurationError(f"{name}: must be a number of seconds")
+    if seconds <= 0:
+        raise ConfigurationError(f"{name}: must be positive, got {seconds:g}")
+    return timedelta(seconds=seconds)
+
+
+def _parse_int(name: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise ConfigurationError(f"{name}: must be a positive integer")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{name}: must be a positive integer, got {value!r}") from None
+    if number <= 0:
+        raise ConfigurationError(f"{name}: must be a positive integer, got {number}")
+    return number
+
+
+def _parse_str(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"{name}: must be a non-empty string")
+    return value.strip()
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = _FIELDS[name].type
+    if kind == "timedelta":
+        return _parse_duration(name, value)
+    if kind == "int":
+        return _parse_int(name, value)
+    if kind == "str | None":
+        return None if value in (None, "") else _parse_str(name, value)
+    return _parse_str(name, value)
+
+
+def _validate(settings: Settings) -> None:
+    parts = urlsplit(settings.issuer)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigurationError(f"issuer: must be an http(s) URL, got {settings.issuer!r}")
+    if parts.query or parts.fragment or settings.issuer.endswith("/"):
+        raise ConfigurationError(
+            "issuer: must have no query, fragment or trailing slash (OpenID Discovery §3)"
+        )
+    try:
+        make_url(settings.database_url)
+    except ArgumentError:
+        raise ConfigurationError(
+            f"database_url: not a SQLAlchemy URL: {settings.database_url!r}"
+        ) from None
+    if settings.redis_url is not None:
+        scheme = urlsplit(settings.redis_url).scheme
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ConfigurationError("redis_url: must start with redis://, rediss:// or unix://")
+    if settings.session_idle_timeout > settings.session_absolute_timeout:
+        raise ConfigurationError("session_idle_timeout: must not exceed session_absolute_timeout")
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except OSError as error:
+        raise ConfigurationError(f"IDP_CONFIG: cannot read {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigurationError(f"IDP_CONFIG: {path} is not valid TOML: {error}") from None
+    unknown = sorted(set(data) - set(_FIELDS))
+    if unknown:
+        raise ConfigurationError(f"IDP_CONFIG: unknown setting {unknown[0]!r} in {path}")
+    return data
+
+
+def load_settings(
+    mapping: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Merge every source into validated Settings.
+
+    Raises:
+        ConfigurationError: a setting is unknown or invalid (the message names it).
+
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    if environ.get("IDP_CONFIG"):
+        values.update(_read_toml(environ["IDP_CONFIG"]))
+    for name in _FIELDS:
+        env_name = ENV_PREFIX + name.upper()
+        if env_name in environ:
+            values[name] = environ[env_name]
+    extra: dict[str, Any] = {}
+    for key, value in (mapping or {}).items():
+        if key in _FIELDS:
+            values[key] = value
+        elif key.isupper():
+            extra[key] = value
+        else:
+            raise ConfigurationError(f"unknown setting {key!r}")
+    coerced = {name: _coerce(name, value) for name, value in values.items()}
+    settings = Settings(**coerced, extra=extra)
+    _validate(settings)
+    return settings
+
+
+def load_secret_key(settings: Settings) -> str:
+    """Return the configured secret key, else the one in ``instance/``, creating it once."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = Path(settings.instance_dir) / "secret_key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # O_EXCL: when several workers start at once exactly one writes the key.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # another worker may be between create and write
+            key = path.read_text().strip()
+            if key:
+                return key
+            time.sleep(0.02)
+        raise ConfigurationError(f"secret_key: {path} is empty") from None
+    key = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w") as file:
+        file.write(key + "\n")
+    return key

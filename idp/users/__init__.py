@@ -1,0 +1,3 @@
+"""User accounts: creation, listing, disabling, password hashing."""
+
+from __future__ import annotations

@@ -1,0 +1,159 @@
+"""User account operations shared by the CLI, the login and (later) the admin API."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from idp import audit
+from idp import db
+from idp.errors import ConflictError
+from idp.errors import InvalidInputError
+from idp.errors import NotFoundError
+from idp.models.user import User
+from idp.users.passwords import hash_password
+
+# Deliberately simple (the HTML5 "valid e-mail address" shape); delivery is not our check.
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+MAX_PASSWORD_LENGTH = 1024
+
+
+def normalize_email(email: str) -> str:
+    """Return the canonical (lower-cased, trimmed) form of an e-mail address.
+
+    Raises:
+        InvalidInputError: not an e-mail address.
+
+    """
+    value = email.strip().lower()
+    if len(value) > 320 or not _EMAIL.match(value):
+        raise InvalidInputError(f"not a valid e-mail address: {email.strip()!r}")
+    return value
+
+
+def validate_password(password: str) -> None:
+    """Refuse an empty or absurdly long password.
+
+    Raises:
+        InvalidInputError: the password is unusable.
+
+    """
+    if not password:
+        raise InvalidInputError("the password is empty")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidInputError(f"the password is longer than {MAX_PASSWORD_LENGTH} characters")
+
+
+def get_user_by_email(email: str) -> User | None:
+    """Return the user with this e-mail (any case), or None."""
+    try:
+        value = normalize_email(email)
+    except InvalidInputError:
+        return None
+    return db.get_session().scalar(select(User).where(User.email == value))
+
+
+def require_user_by_email(email: str) -> User:
+    """Return the user with this e-mail.
+
+    Raises:
+        NotFoundError: no such user.
+
+    """
+    user = get_user_by_email(email)
+    if user is None:
+        raise NotFoundError(f"no user with e-mail {email.strip()!r}")
+    return user
+
+
+def list_users() -> list[User]:
+    """Return every user, oldest first."""
+    return list(db.get_session().scalars(select(User).order_by(User.id)))
+
+
+def _split_name(name: str) -> tuple[str | None, str | None]:
+    parts = name.split()
+    if len(parts) < 2:
+        return (parts[0] if parts else None), None
+    return " ".join(parts[:-1]), parts[-1]
+
+
+def add_user(
+    email: str,
+    *,
+    name: str,
+    password: str | None = None,
+    is_admin: bool = False,
+    given_name: str | None = None,
+    family_name: str | None = None,
+) -> User:
+    """Create a user and commit.
+
+    Raises:
+        InvalidInputError: malformed e-mail, empty name or unusable password.
+        ConflictError: the e-mail is taken (case-insensitively).
+
+    """
+    value = normalize_email(email)
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidInputError("the name must be 1 to 200 characters")
+    if password is not None:
+        validate_password(password)
+    session = db.get_session()
+    if session.scalar(select(User.id).where(User.email == value)) is not None:
+        raise ConflictError(f"a user with e-mail {value!r} already exists")
+    guessed_given, guessed_family = _split_name(name)
+    now = db.now()
+    user = User(
+        email=value,
+        name=name,
+        given_name=given_name if given_name is not None else guessed_given,
+        family_name=family_name if family_name is not None else guessed_family,
+        password_hash=hash_password(password) if password is not None else None,
+        is_admin=is_admin,
+        is_disabled=False,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(user)
+    session.flush()
+    audit.record("user_created", user_id=user.id, email=value, is_admin=is_admin)
+    session.commit()
+    return user
+
+
+def set_password(user: User, password: str) -> None:
+    """Replace the user's password hash and commit.
+
+    Raises:
+        InvalidInputError: unusable password.
+
+    """
+    validate_password(password)
+    user.password_hash = hash_password(password)
+    user.updated_at = db.now()
+    audit.record("user_password_changed", user_id=user.id)
+    db.get_session().commit()
+
+
+def disable_user(email: str) -> User:
+    """Disable the account and end its login sessions; commit.
+
+    Raises:
+        NotFoundError: no such user.
+
+    """
+    from idp.sessions.service import revoke_user_sessions
+
+    user = require_user_by_email(email)
+    if not user.is_disabled:
+        user.is_disabled = True
+        user.updated_at = db.now()
+        audit.record("user_disabled", user_id=user.id)
+        revoke_user_sessions(user, reason="user_disabled")
+    db.get_session().commit()
+    return user

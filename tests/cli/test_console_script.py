@@ -1,0 +1,227 @@
+"""The installed ``idp`` console script, run as an operator would: real processes, real env."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+IDP = Path(sys.executable).parent / "idp"
+COMMAND_TIMEOUT = 60
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """Environment of the console script: only our IDP_* settings, pointing into tmp_path."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("IDP_")}
+    return {
+        **clean,
+        "IDP_DATABASE_URL": f"sqlite:///{tmp_path / 'idp.sqlite3'}",
+        "IDP_KEYS_DIR": str(tmp_path / "keys"),
+        "IDP_INSTANCE_DIR": str(tmp_path / "instance"),
+        "IDP_SECRET_KEY": "console-test-secret-key",
+        "IDP_ISSUER": "http://127.0.0.1:5000",
+        # Cheap Argon2: the demo seeding hashes three passwords.
+        "IDP_PASSWORD_HASH_TIME_COST": "1",
+        "IDP_PASSWORD_HASH_MEMORY_COST": "1024",
+        "IDP_PASSWORD_HASH_PARALLELISM": "1",
+    }
+
+
+def idp(
+    *args: str, env: dict[str, str], cwd: Path, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(IDP), *args],
+        env=env,
+        cwd=cwd,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
+    )
+
+
+@pytest.fixture
+def initialised(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    result = idp("init", "--demo", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return env
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], status: int) -> str:
+    assert result.returncode == status, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error:")
+    return lines[0]
+
+
+def test_console_script_is_installed() -> None:
+    assert IDP.is_file() and os.access(IDP, os.X_OK)
+
+
+def test_init_demo_then_list_users(env: dict[str, str], tmp_path: Path) -> None:
+    result = idp("init", "--demo", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Database upgraded from empty" in result.stdout
+    assert (tmp_path / "idp.sqlite3").is_file()
+    assert (tmp_path / "keys" / "keyring.json").is_file()
+
+    listed = idp("user", "list", "--json", env=env, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert {(row["email"], row["admin"]) for row in rows} == {
+        ("alice@example.com", False),
+        ("bob@example.com", False),
+        ("admin@example.com", True),
+    }
+
+    again = idp("init", "--demo", env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "up to date" in again.stdout
+    after = json.loads(idp("user", "list", "--json", env=env, cwd=tmp_path).stdout)
+    assert len(after) == 3
+
+
+def test_user_add_reads_the_password_from_stdin(
+    initialised: dict[str, str], tmp_path: Path
+) -> None:
+    result = idp(
+        "user",
+        "add",
+        "carol@example.com",
+        "--name",
+        "Carol",
+        "--password-stdin",
+        "--json",
+        env=initialised,
+        cwd=tmp_path,
+        input="carol password\n",
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["email"] == "carol@example.com"
+
+
+def test_bad_email_is_one_line(initialised: dict[str, str], tmp_path: Path) -> None:
+    result = idp("user", "add", "bad-email", "--name", "X", env=initialised, cwd=tmp_path)
+    line = assert_one_line_error(result, 1)
+    assert "bad-email" in line
+    rows = json.loads(idp("user", "list", "--json", env=initialised, cwd=tmp_path).stdout)
+    assert len(rows) == 3
+
+
+def test_duplicate_user_is_one_line(initialised: dict[str, str], tmp_path: Path) -> None:
+    result = idp("user", "add", "ALICE@example.com", "--name", "X", env=initialised, cwd=tmp_path)
+    assert_one_line_error(result, 1)
+
+
+@pytest.mark.parametrize(
+    "args", [("user", "list"), ("init",), ("--help",)], ids=["user-list", "init", "help"]
+)
+def test_bad_setting_is_one_line_naming_it(
+    env: dict[str, str], tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    env["IDP_ISSUER"] = "ftp://x"
+    result = idp(*args, env=env, cwd=tmp_path)
+    line = assert_one_line_error(result, 1)
+    assert "issuer" in line
+    assert not (tmp_path / "idp.sqlite3").exists()
+
+
+def test_missing_database_is_one_line(env: dict[str, str], tmp_path: Path) -> None:
+    result = idp("user", "list", env=env, cwd=tmp_path)
+    line = assert_one_line_error(result, 1)
+    assert "database" in line
+
+
+def test_session_revoke_without_arguments_is_usage(
+    initialised: dict[str, str], tmp_path: Path
+) -> None:
+    result = idp("session", "revoke", env=initialised, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Usage:" in result.stderr
+
+
+def test_unknown_command_is_usage(initialised: dict[str, str], tmp_path: Path) -> None:
+    result = idp("frobnicate", env=initialised, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+
+
+def test_help_lists_the_commands(env: dict[str, str], tmp_path: Path) -> None:
+    result = idp("--help", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    commands = set()
+    in_commands = False
+    for line in result.stdout.splitlines():
+        if line.strip() == "Commands:":
+            in_commands = True
+        elif in_commands and line.startswith("  ") and line.strip():
+            commands.add(line.split()[0])
+    assert {"init", "serve", "user", "session", "key"} <= commands
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def http_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310  (http://127.0.0.1)
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_serve_answers_http(initialised: dict[str, str], tmp_path: Path) -> None:
+    port = free_port()
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(
+        [str(IDP), "serve", "--port", str(port), "--workers", "1"],
+        env=initialised,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        status = None
+        while time.monotonic() < deadline:
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                status, body = http_get(base + "/healthz")
+            except OSError:
+                status = None
+            if status == 200:
+                break
+            time.sleep(0.1)
+        assert status == 200, (tmp_path / "serve.log").read_text()
+        assert json.loads(body) == {"status": "ok"}
+
+        status, page = http_get(base + "/login")
+        assert status == 200
+        assert 'name="username"' in page and 'name="password"' in page
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()

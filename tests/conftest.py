@@ -1,0 +1,269 @@
+"""Fixtures: an app per test on SQLite and PostgreSQL, real HTTP through Flask's test client."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from idp import create_app
+from idp.db import Base
+from idp.db import get_database
+from idp.keys.store import KeyStore
+from tests.helpers.forms import csrf_token
+
+BACKENDS = ("sqlite", "postgresql")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "IDP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("IDP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# Set by .ci/run: a test that would be skipped for a missing service fails instead.
+REQUIRE_ALL = os.environ.get("IDP_TEST_REQUIRE_ALL") == "1"
+
+# Cheap Argon2 parameters: the tests exercise the logic, bench/ measures the cost.
+FAST_HASH = {
+    "password_hash_time_cost": 1,
+    "password_hash_memory_cost": 1024,
+    "password_hash_parallelism": 1,
+}
+
+
+def require_service(available: bool, reason: str) -> None:
+    """Skip (or, under IDP_TEST_REQUIRE_ALL=1, fail) when a service is missing."""
+    if available:
+        return
+    if REQUIRE_ALL:
+        pytest.fail(f"{reason} (IDP_TEST_REQUIRE_ALL=1 forbids skipping)")
+    pytest.skip(reason)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db",
+        choices=("all", *BACKENDS),
+        default="all",
+        help="database backend(s) to run the app tests on (default: all)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "db_backend" in metafunc.fixturenames:
+        chosen = metafunc.config.getoption("--db")
+        backends = BACKENDS if chosen == "all" else (chosen,)
+        metafunc.parametrize("db_backend", backends, scope="session")
+
+
+@dataclass
+class Clock:
+    """A settable clock injected as ``app.extensions["idp.clock"]``."""
+
+    now: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+def _postgres_reachable() -> bool:
+    try:
+        engine = create_engine(POSTGRES_ADMIN_URL, connect_args={"connect_timeout": 2})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    """Return the admin URL of a reachable PostgreSQL server (skip/fail if none)."""
+    require_service(
+        _postgres_reachable(),
+        f"PostgreSQL not reachable at {make_url(POSTGRES_ADMIN_URL).render_as_string()}",
+    )
+    return POSTGRES_ADMIN_URL
+
+
+def create_postgres_database(admin_url: str) -> str:
+    """Create a throwaway database and return its URL."""
+    name = f"idp_test_{secrets.token_hex(6)}"
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(admin_url: str, url: str) -> None:
+    name = make_url(url).database
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_run_database(postgres_admin_url: str) -> Iterator[str]:
+    """One database for the whole run, with the schema; tests truncate it."""
+    url = create_postgres_database(postgres_admin_url)
+    engine = create_engine(url)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    yield url
+    drop_postgres_database(postgres_admin_url, url)
+
+
+@pytest.fixture
+def database_url(db_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if db_backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'idp.sqlite3'}"
+    url: str = request.getfixturevalue("postgres_run_database")
+    return url
+
+
+@pytest.fixture(scope="session")
+def keys_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Keys generated once per run; each test gets a copy it may rotate."""
+    path = tmp_path_factory.mktemp("keys-template")
+    store = KeyStore(path, activation_delay=timedelta(minutes=10), retention=timedelta(days=1))
+    store.ensure_keys(datetime.now(UTC) - timedelta(days=1))
+    return path
+
+
+@pytest.fixture
+def keys_dir(keys_template: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "keys"
+    shutil.copytree(keys_template, path)
+    return path
+
+
+@pytest.fixture
+def settings(database_url: str, keys_dir: Path, tmp_path: Path) -> dict[str, Any]:
+    """The create_app mapping of a test app; tests may change it before using ``app``."""
+    return {
+        "issuer": "http://idp.test",
+        "database_url": database_url,
+        "keys_dir": str(keys_dir),
+        "instance_dir": str(tmp_path / "instance"),
+        "secret_key": "test-secret-key-not-for-production",
+        **FAST_HASH,
+        "TESTING": True,
+    }
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def reset_schema(app: Flask) -> None:
+    """Give the test an empty schema: create it on SQLite, truncate it on PostgreSQL."""
+    engine = get_database(app).engine
+    if engine.dialect.name == "postgresql":
+        tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+        with engine.begin() as connection:
+            connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    else:
+        Base.metadata.create_all(engine)
+
+
+@pytest.fixture
+def app(settings: dict[str, Any], clock: Clock) -> Iterator[Flask]:
+    app = create_app(settings)
+    app.extensions["idp.clock"] = clock
+    reset_schema(app)
+    yield app
+    get_database(app).engine.dispose()
+
+
+@pytest.fixture
+def http(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@dataclass
+class TestUser:
+    __test__ = False  # a fixture value, not a test class
+
+    id: int
+    email: str
+    password: str
+    name: str
+
+
+def make_user(app: Flask, email: str, password: str, **options: Any) -> TestUser:
+    from idp.users.service import add_user
+
+    with app.app_context():
+        user = add_user(
+            email, name=options.pop("name", "Alice Liddell"), password=password, **options
+        )
+        return TestUser(user.id, user.email, password, user.name)
+
+
+@pytest.fixture
+def user(app: Flask) -> TestUser:
+    return make_user(app, "alice@example.com", "correct horse battery staple")
+
+
+class AuthActions:
+    """Log in and out through the real forms (flaskr's AuthActions)."""
+
+    def __init__(self, http: FlaskClient) -> None:
+        self.http = http
+
+    def login(self, username: str, password: str, next_url: str | None = None) -> Any:
+        page = self.http.get("/login", query_string={"next": next_url} if next_url else None)
+        form = {"csrf_token": csrf_token(page.data), "username": username, "password": password}
+        if next_url:
+            form["next"] = next_url
+        return self.http.post("/login", data=form)
+
+    def logout(self) -> Any:
+        page = self.http.get("/logout")
+        return self.http.post("/logout", data={"csrf_token": csrf_token(page.data)})
+
+
+@pytest.fixture
+def auth(http: FlaskClient) -> AuthActions:
+    return AuthActions(http)
+
+
+@pytest.fixture
+def logged_in(auth: AuthActions, user: TestUser) -> TestUser:
+    response = auth.login(user.email, user.password)
+    assert response.status_code == 302, response.data
+    return user
+
+
+@pytest.fixture
+def redis_url() -> str:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+        client.ping()
+        client.close()
+        available = True
+    except redis.RedisError:
+        available = False
+    require_service(available, f"Redis not reachable at {REDIS_URL}")
+    return REDIS_URL
