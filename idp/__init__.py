@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from flask import Response
 
 from idp import db
 from idp.settings import Settings
@@ -39,8 +40,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp import csrf
     from idp import errors
     from idp import ops
+    from idp import replay
     from idp.keys import commands as key_commands
     from idp.keys import store as key_store
+    from idp.oidc import commands as client_commands
+    from idp.oidc import server as oidc_server
+    from idp.oidc import views as oidc_views
+    from idp.saml import commands as sp_commands
+    from idp.saml import views as saml_views
     from idp.sessions import commands as session_commands
     from idp.sessions import service as session_service
     from idp.sessions import views as session_views
@@ -49,12 +56,23 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app, settings)
     key_store.init_app(app, settings)
     session_service.init_app(app, settings)
+    replay.init_app(app, settings)
+    oidc_server.init_app(app, settings)
     errors.register_error_handlers(app)
     csrf.init_app(app)
     app.register_blueprint(session_views.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(oidc_views.bp)
+    app.register_blueprint(saml_views.bp)
+    app.after_request(_security_headers)
     cli.init_app(app)
-    for group in (user_commands.cli, session_commands.cli, key_commands.cli):
+    for group in (
+        user_commands.cli,
+        session_commands.cli,
+        key_commands.cli,
+        client_commands.cli,
+        sp_commands.cli,
+    ):
         app.cli.add_command(group)
     return app
 
@@ -65,3 +83,12 @@ def get_settings(app: Flask | None = None) -> Settings:
 
     settings: Settings = (app or current_app).extensions["idp.settings"]
     return settings
+
+
+def _security_headers(response: Response) -> Response:
+    # Clickjacking and MIME sniffing; our own pages may frame each other (front-channel logout).
+    response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+    response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'self'")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
 from typing import Any
 
@@ -67,6 +68,15 @@ class _Gunicorn:
         self.application.run()
 
 
+def _post_fork(app: Flask) -> None:
+    # Connections must not cross fork(): each worker opens its own pool, and runs its own
+    # sweeper (expired sessions, back-channel logout retries).
+    from idp.sessions.logout import start_maintenance_thread
+
+    db.get_database(app).engine.dispose(close=False)
+    start_maintenance_thread(app)
+
+
 @click.command("serve")
 @with_appcontext
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -86,7 +96,8 @@ def serve_command(host: str, port: int, workers: int | None) -> None:
         "accesslog": "-",
         "errorlog": "-",
         "proc_name": "idp",
-        # Connections must not cross fork(): each worker opens its own pool.
-        "post_fork": lambda server, worker: db.get_database(app).engine.dispose(close=False),
+        "post_fork": lambda server, worker: _post_fork(app),
     }
-    _Gunicorn(app, options).run()
+    # Serve from a fresh context: the CLI's app context (and its `g`) must not be shared by
+    # every request, or one browser would inherit another's login.
+    contextvars.Context().run(_Gunicorn(app, options).run)

@@ -67,7 +67,8 @@ def test_there_is_one_head() -> None:
 
 def test_every_table_is_registered_by_idp_models() -> None:
     # migrations/env.py imports idp.models only: a model defined elsewhere would be missed.
-    tables = {getattr(idp.models, name).__table__.name for name in idp.models.__all__}
+    exported = [getattr(idp.models, name) for name in idp.models.__all__]
+    tables = {getattr(item, "__table__", item).name for item in exported}
     assert tables == set(Base.metadata.tables)
 
 

@@ -4,6 +4,34 @@ from __future__ import annotations
 
 from idp.models.audit import AuditEvent
 from idp.models.login import LoginSession
+from idp.models.login import SessionParticipant
+from idp.models.oidc import AuthorizationCode
+from idp.models.oidc import Consent
+from idp.models.oidc import LogoutDelivery
+from idp.models.oidc import OAuthClient
+from idp.models.oidc import OAuthToken
+from idp.models.oidc import ReplayEntry
+from idp.models.saml import SamlPersistentId
+from idp.models.saml import SamlSessionIndex
+from idp.models.saml import ServiceProvider
+from idp.models.user import Group
 from idp.models.user import User
+from idp.models.user import user_group
 
-__all__ = ["AuditEvent", "LoginSession", "User"]
+__all__ = [
+    "AuditEvent",
+    "AuthorizationCode",
+    "Consent",
+    "Group",
+    "LoginSession",
+    "LogoutDelivery",
+    "OAuthClient",
+    "OAuthToken",
+    "ReplayEntry",
+    "SamlPersistentId",
+    "SamlSessionIndex",
+    "ServiceProvider",
+    "SessionParticipant",
+    "User",
+    "user_group",
+]

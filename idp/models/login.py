@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import JSON
 from sqlalchemy import ForeignKey
 from sqlalchemy import String
+from sqlalchemy import UniqueConstraint
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 from sqlalchemy.orm import relationship
@@ -41,3 +42,20 @@ class LoginSession(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     user: Mapped[User] = relationship(lazy="joined")
+
+
+class SessionParticipant(Base):
+    """A relying party (OIDC client or SAML SP) that received tokens or assertions in a session."""
+
+    __tablename__ = "session_participant"
+    __table_args__ = (UniqueConstraint("login_session_id", "protocol", "rp"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    login_session_id: Mapped[int] = mapped_column(
+        ForeignKey("login_session.id", ondelete="CASCADE"), index=True
+    )
+    protocol: Mapped[str] = mapped_column(String(8))  # "oidc" or "saml"
+    rp: Mapped[str] = mapped_column(String(1024))  # client_id or SP entity ID
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    logged_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

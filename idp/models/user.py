@@ -6,9 +6,13 @@ import secrets
 from datetime import datetime
 
 from sqlalchemy import Boolean
+from sqlalchemy import Column
+from sqlalchemy import ForeignKey
 from sqlalchemy import String
+from sqlalchemy import Table
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
+from sqlalchemy.orm import relationship
 
 from idp.db import Base
 from idp.db import UTCDateTime
@@ -17,6 +21,23 @@ from idp.db import UTCDateTime
 def new_subject() -> str:
     """Return a random, stable, non-reassignable subject identifier (OIDC Core §2 ``sub``)."""
     return secrets.token_hex(16)
+
+
+user_group = Table(
+    "user_group_member",
+    Base.metadata,
+    Column("user_id", ForeignKey("user_account.id", ondelete="CASCADE"), primary_key=True),
+    Column("group_id", ForeignKey("user_group.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Group(Base):
+    """A named set of users, released as ``groups`` (OIDC) and ``isMemberOf`` (SAML)."""
+
+    __tablename__ = "user_group"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
 
 
 class User(Base):
@@ -34,3 +55,5 @@ class User(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    groups: Mapped[list[Group]] = relationship(secondary=user_group, lazy="selectin")

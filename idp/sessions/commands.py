@@ -9,6 +9,7 @@ import click
 from idp.cli import IdpGroup
 from idp.cli import echo_json
 from idp.errors import NotFoundError
+from idp.sessions import logout
 from idp.sessions import service
 from idp.users.service import require_user_by_email
 
@@ -30,7 +31,10 @@ def list_(email: str | None, as_json: bool) -> None:
             "expires": service.effective_expiry(login).isoformat(),
             "ip": login.ip,
             "user_agent": login.user_agent,
-            "participants": [],
+            "participants": [
+                {"protocol": item.protocol, "rp": item.rp, "joined": item.joined_at.isoformat()}
+                for item in logout.participants(login)
+            ],
         }
         for login in service.list_logins(user)
     ]

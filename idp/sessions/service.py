@@ -20,12 +20,15 @@ from flask_login import current_user
 from flask_login import login_user
 from flask_login import logout_user
 from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
 from werkzeug.wrappers import Response
 
 from idp import audit
 from idp import db
 from idp.models.login import LoginSession
 from idp.models.user import User
+from idp.sessions import logout
 from idp.settings import Settings
 from idp.users import passwords
 from idp.users.service import get_user_by_email
@@ -104,6 +107,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     manager.unauthorized_handler(lambda: redirect_to_login(request.full_path))
     manager.init_app(app)
     app.extensions["idp.login_manager"] = manager
+    logout.init_app(app)
 
 
 def authenticate(email: str, password: str) -> User | None:
@@ -169,9 +173,23 @@ def current_login() -> LoginSession | None:
 def _revoke(login: LoginSession, reason: str) -> bool:
     if login.revoked_at is not None:
         return False
-    login.revoked_at = db.now()
-    login.revoked_reason = reason
+    now = db.now()
+    # Compare-and-set in the database: another worker (a sweep, an admin) may have ended this
+    # session since we read it, and its participants must hear of the end only once.
+    ended = db.get_session().execute(
+        update(LoginSession)
+        .where(LoginSession.id == login.id, LoginSession.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+    if ended.rowcount != 1:  # type: ignore[attr-defined]
+        db.get_session().refresh(login)
+        return False
+    set_committed_value(login, "revoked_at", now)
+    set_committed_value(login, "revoked_reason", reason)
     audit.record("session_revoked", user_id=login.user_id, sid=login.sid, reason=reason)
+    # Protocols revoke their tokens and queue their logout messages in this transaction.
+    logout.on_session_ended(login, reason)
     return True
 
 
@@ -182,6 +200,7 @@ def end_current_login(reason: str = "logout") -> LoginSession | None:
         _revoke(login, reason)
         audit.record("logout", user_id=login.user_id, sid=login.sid)
         db.get_session().commit()
+        logout.after_sessions_ended([login])
     logout_user()
     session.clear()
     return login
@@ -196,22 +215,44 @@ def revoke_login(login: LoginSession, reason: str) -> bool:
     """End one login session everywhere; commit. Return False if it had already ended."""
     changed = _revoke(login, reason)
     db.get_session().commit()
+    if changed:
+        logout.after_sessions_ended([login])
     return changed
 
 
-def revoke_user_sessions(user: User, reason: str) -> list[LoginSession]:
-    """End every live session of ``user``; the caller commits. Return the ended ones."""
-    ended = list(
+def revoke_user_sessions(
+    user: User, reason: str, *, keep: LoginSession | None = None
+) -> list[LoginSession]:
+    """End every live session of ``user`` except ``keep``; commit. Return the ended ones."""
+    query = select(LoginSession).where(
+        LoginSession.user_id == user.id,
+        LoginSession.revoked_at.is_(None),
+        LoginSession.expires_at > db.now(),
+    )
+    if keep is not None:
+        query = query.where(LoginSession.id != keep.id)
+    ended = [login for login in db.get_session().scalars(query) if _revoke(login, reason)]
+    db.get_session().commit()
+    logout.after_sessions_ended(ended)
+    return ended
+
+
+def expire_stale_logins() -> list[LoginSession]:
+    """End sessions that expired (idle or absolute) so their participants hear of it; commit."""
+    now = db.now()
+    idle_cutoff = now - _settings().session_idle_timeout
+    stale = list(
         db.get_session().scalars(
             select(LoginSession).where(
-                LoginSession.user_id == user.id,
                 LoginSession.revoked_at.is_(None),
-                LoginSession.expires_at > db.now(),
-            )
+                (LoginSession.expires_at <= now) | (LoginSession.last_seen_at <= idle_cutoff),
+            ).limit(500)
         )
     )
-    for login in ended:
-        _revoke(login, reason)
+    # Another worker's sweep may end some of them first: only ours go on to delivery.
+    ended = [login for login in stale if _revoke(login, "expired")]
+    db.get_session().commit()
+    logout.after_sessions_ended(ended)
     return ended
 
 

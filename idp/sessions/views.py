@@ -10,6 +10,7 @@ from flask import url_for
 from flask.typing import ResponseReturnValue
 
 from idp import csrf
+from idp.sessions import logout as session_logout
 from idp.sessions import service
 
 bp = Blueprint("sessions", __name__)
@@ -68,8 +69,10 @@ def logout() -> ResponseReturnValue:
             return render_template("sessions/logged_out.html")
         return render_template("sessions/logout.html", login=login)
     csrf.validate()
-    service.end_current_login("logout")
-    return render_template("sessions/logged_out.html")
+    ended = service.end_current_login("logout")
+    # Front-Channel Logout 1.0 §2: the OP's logged-out page renders an iframe per RP.
+    urls = session_logout.front_channel_urls(ended) if ended is not None else []
+    return render_template("sessions/logged_out.html", frontchannel_urls=urls)
 
 
 @bp.route("/")

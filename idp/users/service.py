@@ -11,6 +11,7 @@ from idp import db
 from idp.errors import ConflictError
 from idp.errors import InvalidInputError
 from idp.errors import NotFoundError
+from idp.models.login import LoginSession
 from idp.models.user import User
 from idp.users.passwords import hash_password
 
@@ -126,17 +127,23 @@ def add_user(
     return user
 
 
-def set_password(user: User, password: str) -> None:
-    """Replace the user's password hash and commit.
+def set_password(user: User, password: str, keep_login: LoginSession | None = None) -> None:
+    """Replace the user's password hash and end every other session of theirs; commit.
+
+    ``keep_login`` (the session the user changed it from) stays; whoever knew the old
+    password is logged out everywhere else, and every app that joined those sessions hears.
 
     Raises:
         InvalidInputError: unusable password.
 
     """
+    from idp.sessions.service import revoke_user_sessions
+
     validate_password(password)
     user.password_hash = hash_password(password)
     user.updated_at = db.now()
     audit.record("user_password_changed", user_id=user.id)
+    revoke_user_sessions(user, reason="password_changed", keep=keep_login)
     db.get_session().commit()
 
 

@@ -1,0 +1,3 @@
+"""OpenID Provider: Authlib's authorization server over our storage, claims and login."""
+
+from __future__ import annotations

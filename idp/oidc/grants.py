@@ -1,0 +1,447 @@
+"""Authlib grant and extension subclasses; every storage hook is one call into storage.py."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qsl
+from urllib.parse import urlsplit
+
+from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc6749.errors import InvalidGrantError
+from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oauth2.rfc6749.errors import InvalidScopeError
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oidc.core import grants as oidc_grants
+from flask import current_app
+from markupsafe import escape
+
+from idp import audit
+from idp import db
+from idp.models.login import LoginSession
+from idp.models.oidc import AuthorizationCode
+from idp.models.oidc import OAuthClient
+from idp.models.oidc import OAuthToken
+from idp.models.oidc import hash_secret
+from idp.models.user import User
+from idp.oidc import storage
+from idp.oidc.claims import build_id_token_claims
+from idp.oidc.claims import parse_claims_request
+from idp.sessions.service import is_login_active
+
+AUTHORIZATION_CODE_TTL = timedelta(seconds=60)
+# A client that lost the response to a refresh may retry with the same token this long.
+REFRESH_GRACE = timedelta(seconds=5)
+MAX_PARAMETER_LENGTH = 2048
+# A signed client assertion may carry a certificate chain in its header.
+MAX_ASSERTION_LENGTH = 8192
+# The width of AuthorizationCode.nonce: a longer nonce could not be stored.
+MAX_NONCE_LENGTH = 512
+CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+CONFIDENTIAL_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+
+
+@dataclass
+class EndUser:
+    """The user as Authlib sees them: a user in a login session (no session for machines)."""
+
+    user: User
+    login: LoginSession
+    client: OAuthClient
+    acr: str | None = None
+    claims: dict[str, Any] | None = None
+
+    def get_user_id(self) -> str:
+        return self.user.subject
+
+
+def _settings_salt() -> str:
+    salt: str = current_app.extensions["idp.oidc.salt"]
+    return salt
+
+
+def _parameter_name(name: str) -> str:
+    # error_description must be ASCII (RFC 6749 §5.2), and a hostile name is not echoed.
+    if len(name) <= 40 and name.isascii() and name.isprintable() and '"' not in name:
+        return f"'{name}'"
+    return "a parameter"
+
+
+def validate_token_form(form: Mapping[str, Sequence[str]]) -> None:
+    """Refuse a token request that repeats, oversizes or lacks a parameter (RFC 6749 §3.2).
+
+    Raises:
+        InvalidRequestError: the request is malformed.
+
+    """
+    # RFC 6749 §3.2: "Request and response parameters MUST NOT be included more than once."
+    for name, values in form.items():
+        if len(values) > 1:
+            raise InvalidRequestError(f"Repeated {_parameter_name(name)}.")
+        limit = MAX_ASSERTION_LENGTH if name == "client_assertion" else MAX_PARAMETER_LENGTH
+        if len(name) > MAX_PARAMETER_LENGTH or any(len(value) > limit for value in values):
+            raise InvalidRequestError(f"Oversized {_parameter_name(name)}.")
+    if not form.get("grant_type", [""])[0]:
+        raise InvalidRequestError("Missing 'grant_type' parameter.")
+
+
+def _validate_lengths(grant: grants.BaseGrant) -> None:
+    for name, values in grant.request.payload.datalist.items():
+        if any(len(value) > MAX_PARAMETER_LENGTH for value in values):
+            # The name is the client's input too: quote it only when short and plain.
+            if len(name) > 64 or not name.isascii() or not name.isidentifier():
+                raise InvalidRequestError("A parameter is too long.")
+            raise InvalidRequestError(f"Parameter '{name}' is too long.")
+
+
+def build_form_post(
+    redirect_uri: str, params: Sequence[tuple[str, str]]
+) -> tuple[int, str, list[tuple[str, str]]]:
+    """Build a page that POSTs ``params`` to ``redirect_uri`` (OAuth 2.0 Form Post Response Mode).
+
+    Values are HTML-escaped, never percent-encoded, so the client receives them unchanged;
+    without JavaScript the user presses the button.
+    """
+    fields = "".join(
+        f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">'
+        for name, value in params
+    )
+    body = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="referrer" content="no-referrer"><title>Continue</title></head>'
+        '<body onload="document.forms[0].submit()">'
+        f'<form method="post" action="{escape(redirect_uri)}">{fields}'
+        "<noscript><p>JavaScript is off: press Continue to return to the application.</p>"
+        '<button type="submit">Continue</button></noscript></form></body></html>'
+    )
+    headers = [
+        ("Content-Type", "text/html; charset=utf-8"),
+        ("Cache-Control", "no-store"),
+        ("Pragma", "no-cache"),
+    ]
+    return 200, body, headers
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+    RESPONSE_MODES = ("query", "form_post")
+
+    @staticmethod
+    def validate_authorization_redirect_uri(request: Any, client: OAuthClient) -> str:
+        requested: str | None = request.payload.redirect_uri
+        if requested:
+            # Authlib quotes the URI in the description, which must be printable ASCII
+            # without '"' or '\\' (RFC 6749 §5.2): a hostile URI would be a 500.
+            if not client.check_redirect_uri(requested):
+                raise InvalidRequestError("The 'redirect_uri' is not registered for this client.")
+            return requested
+        default = client.get_default_redirect_uri()
+        if not default:
+            raise InvalidRequestError("Missing 'redirect_uri' in request.")
+        return default
+
+    def validate_authorization_request(self) -> str:
+        redirect_uri: str = super().validate_authorization_request()
+        # From here on the client and redirect_uri are validated: errors may redirect.
+        try:
+            _validate_lengths(self)
+            if len(self.request.payload.data.get("nonce") or "") > MAX_NONCE_LENGTH:
+                raise InvalidRequestError("Parameter 'nonce' is too long.")
+            mode = self.request.payload.data.get("response_mode", "query")
+            if mode not in self.RESPONSE_MODES:
+                raise InvalidRequestError("Unsupported 'response_mode'.")
+            try:
+                parse_claims_request(self.request.payload.data.get("claims"))
+            except (ValueError, RecursionError):  # json.loads recurses on nested arrays
+                raise InvalidRequestError("Invalid 'claims' parameter.") from None
+        except InvalidRequestError as error:
+            error.redirect_uri = redirect_uri
+            raise
+        return redirect_uri
+
+    def create_authorization_response(self, redirect_uri: str, grant_user: Any) -> Any:
+        status, body, headers = super().create_authorization_response(redirect_uri, grant_user)
+        mode = self.request.payload.data.get("response_mode", "query")
+        if mode != "form_post":
+            return status, body, headers
+        # Authlib appended code (and state) to the redirect_uri's own query: take them back.
+        query = parse_qsl(urlsplit(dict(headers)["Location"]).query, keep_blank_values=True)
+        params = query[-2:] if self.request.payload.state else query[-1:]
+        # The RFC 9207 extension only rewrites a Location, so add iss here.
+        params.append(("iss", current_app.extensions["idp.settings"].issuer))
+        return build_form_post(redirect_uri, params)
+
+    def generate_authorization_code(self) -> str:
+        return secrets.token_urlsafe(32)
+
+    def save_authorization_code(self, code: str, request: Any) -> None:
+        end_user: EndUser = request.user
+        payload = request.payload
+        now = db.now()
+        storage.add_code(
+            AuthorizationCode(
+                code_hash=hash_secret(code),
+                client_id=request.client.get_client_id(),
+                user_id=end_user.user.id,
+                login_session_id=end_user.login.id,
+                redirect_uri=payload.redirect_uri or request.client.get_default_redirect_uri(),
+                response_type=payload.response_type,
+                scope=request.client.get_allowed_scope(payload.scope or ""),
+                nonce=payload.data.get("nonce"),
+                code_challenge=payload.data.get("code_challenge"),
+                code_challenge_method=payload.data.get("code_challenge_method"),
+                claims=parse_claims_request(payload.data.get("claims")),
+                acr=end_user.acr,
+                created_at=now,
+                expires_at=now + AUTHORIZATION_CODE_TTL,
+            )
+        )
+        db.get_session().commit()
+
+    def query_authorization_code(self, code: str, client: OAuthClient) -> Any:
+        found = storage.get_code(code, client.get_client_id())
+        if found is None:
+            return None
+        now = db.now()
+        if found.used_at is not None:
+            _revoke_replayed_code(found, now)
+            return None
+        if now >= found.expires_at or not is_login_active(found.login, now):
+            return None
+        return found
+
+    def save_token(self, token: dict[str, Any]) -> None:
+        # The code is spent in the transaction that stores its tokens: Authlib would spend
+        # it only after save_token committed, and a concurrent redemption could win twice.
+        code: AuthorizationCode = self.request.authorization_code
+        now = db.now()
+        if not storage.claim_code(code.id, now):
+            db.get_session().rollback()
+            _revoke_replayed_code(code, now)
+            raise InvalidGrantError("Invalid 'code' in request.")
+        self.server.save_token(token, self.request)
+
+    def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
+        """Do nothing: save_token already spent the code."""
+
+    def authenticate_user(self, authorization_code: AuthorizationCode) -> EndUser:
+        return EndUser(
+            user=authorization_code.user,
+            login=authorization_code.login,
+            client=self.request.client,
+            acr=authorization_code.acr,
+            claims=authorization_code.claims,
+        )
+
+
+def _revoke_replayed_code(code: AuthorizationCode, now: datetime) -> None:
+    # RFC 6749 §4.1.2: "If an authorization code is used more than once, the authorization
+    # server [...] SHOULD revoke (when possible) all tokens previously issued based on that
+    # authorization code."
+    revoked = storage.revoke_tokens_of_code(code.id, now)
+    audit.record(
+        "authorization_code_replayed",
+        user_id=code.user_id,
+        sid=code.login.sid,
+        rp=code.client_id,
+        tokens_revoked=revoked,
+    )
+    db.get_session().commit()
+
+
+class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
+    """PKCE with S256 only; required for public clients (RFC 7636, OAuth 2.0 Security BCP)."""
+
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+    def validate_code_challenge(self, grant: grants.BaseGrant, redirect_uri: str) -> None:
+        try:
+            if grant.client.is_public and not grant.request.payload.data.get("code_challenge"):
+                raise InvalidRequestError("Public clients must use PKCE ('code_challenge').")
+            super().validate_code_challenge(grant, redirect_uri)
+        except InvalidRequestError as error:
+            error.redirect_uri = redirect_uri
+            raise
+
+    def get_authorization_code_challenge(self, authorization_code: AuthorizationCode) -> Any:
+        return authorization_code.code_challenge
+
+    def get_authorization_code_challenge_method(self, authorization_code: AuthorizationCode) -> Any:
+        return authorization_code.code_challenge_method
+
+
+class _IdTokenMixin:
+    """ID tokens signed with the client's algorithm by the active key (OIDC Core §3.1.3.6)."""
+
+    def get_client_algorithm(self, client: OAuthClient) -> str:
+        return client.id_token_signed_response_alg or "RS256"
+
+    def resolve_client_private_key(self, client: OAuthClient) -> dict[str, Any]:
+        from idp.keys.store import get_key_store
+
+        key = get_key_store().signing_key(self.get_client_algorithm(client), db.now())
+        return key.private_jwk
+
+    def get_encode_header(self, client: OAuthClient) -> dict[str, Any]:
+        from idp.keys.store import get_key_store
+
+        alg = self.get_client_algorithm(client)
+        key = get_key_store().signing_key(alg, db.now())
+        return {"alg": alg, "kid": key.kid, "typ": "JWT"}
+
+    def get_client_claims(self, client: OAuthClient) -> dict[str, Any]:
+        now = int(db.now().timestamp())
+        ttl = current_app.extensions["idp.settings"].id_token_ttl
+        return {
+            "iss": current_app.extensions["idp.settings"].issuer,
+            "aud": [client.get_client_id()],
+            "iat": now,
+            "exp": now + int(ttl.total_seconds()),
+        }
+
+    def generate_user_info(self, user: EndUser, scope: str) -> dict[str, Any]:
+        requested = (user.claims or {}).get("id_token")
+        return build_id_token_claims(
+            user=user.user,
+            login=user.login,
+            client=user.client,
+            scope=scope,
+            salt=_settings_salt(),
+            requested=requested,
+            acr=user.acr,
+        )
+
+
+class OpenIDCode(_IdTokenMixin, oidc_grants.OpenIDCode):  # type: ignore[misc]
+    """The ``openid`` scope on the code grant: nonce, prompt, and an ID token."""
+
+    def exists_nonce(self, nonce: str, request: Any) -> bool:
+        return storage.nonce_was_used(request.payload.client_id, nonce)
+
+
+class OpenIDToken(_IdTokenMixin, oidc_grants.OpenIDToken):  # type: ignore[misc]
+    """A fresh ID token on refresh (OIDC Core §12.2), without ``nonce``."""
+
+
+class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
+    """Rotate on every use; a reused rotated-out token revokes its family (RFC 9700 §4.14.2)."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True
+    # The child a retry within REFRESH_GRACE replaces (its response never reached the client).
+    lost_child: OAuthToken | None = None
+
+    def validate_token_request(self) -> None:
+        client = self._validate_request_client()
+        self.request.client = client
+        refresh_token = self.request.form.get("refresh_token")
+        if not refresh_token:
+            raise InvalidRequestError("Missing 'refresh_token' in request.")
+        token = self.authenticate_refresh_token(refresh_token)
+        if token is None:
+            raise InvalidGrantError()
+        # RFC 6749 §6: "The requested scope MUST NOT include any scope not originally
+        # granted by the resource owner".
+        requested = set((self.request.payload.scope or "").split())
+        if not requested <= set(_granted_scope(token).split()):
+            raise InvalidScopeError()
+        self.request.refresh_token = token
+
+    def authenticate_refresh_token(self, refresh_token: str) -> OAuthToken | None:
+        token = storage.get_token_by_refresh_token(refresh_token)
+        # Another client's token is refused without side effects: it cannot revoke a family.
+        if token is None or token.client_id != self.request.client.get_client_id():
+            return None
+        if token.revoked_at is not None:
+            return None
+        now = db.now()
+        if token.rotated_at is None:
+            return token if _is_refreshable(token, now) else None
+        children = storage.get_child_tokens(token)
+        lost = children[0] if len(children) == 1 else None
+        if (
+            now - token.rotated_at <= REFRESH_GRACE
+            and lost is not None
+            and lost.rotated_at is None
+            and lost.revoked_at is None
+            and _is_refreshable(token, now)
+        ):
+            # The client retried (once) after losing the response: replace the child.
+            self.lost_child = lost
+            return token
+        # RFC 9700 §4.14.2: reuse of a rotated refresh token revokes the family.
+        revoked = storage.revoke_family(token.family_id, now)
+        audit.record(
+            "refresh_token_reused",
+            user_id=token.user_id,
+            sid=token.login.sid if token.login else None,
+            rp=token.client_id,
+            tokens_revoked=revoked,
+        )
+        db.get_session().commit()
+        return None
+
+    def authenticate_user(self, refresh_token: OAuthToken) -> EndUser | None:
+        if refresh_token.user is None or refresh_token.login is None:
+            return None
+        return EndUser(
+            user=refresh_token.user,
+            login=refresh_token.login,
+            client=self.request.client,
+            claims=refresh_token.claims,
+        )
+
+    def issue_token(self, user: EndUser, refresh_token: OAuthToken) -> dict[str, Any]:
+        # RFC 6749 §6: an omitted scope "is treated as equal to the scope originally granted".
+        scope = self.request.payload.scope or _granted_scope(refresh_token)
+        token: dict[str, Any] = self.generate_token(
+            user=user, scope=scope, include_refresh_token=True
+        )
+        return token
+
+    def save_token(self, token: dict[str, Any]) -> None:
+        # Rotation is claimed in the transaction that stores the new pair: Authlib's
+        # revoke_old_credential runs after save_token committed, and concurrent uses of one
+        # token could both succeed.
+        parent: OAuthToken = self.request.refresh_token
+        now = db.now()
+        if self.lost_child is not None:
+            won = storage.revoke_unused_token(self.lost_child.id, now)
+        else:
+            won = storage.claim_rotation(parent.id, now)
+        if not won:
+            db.get_session().rollback()
+            raise InvalidGrantError()
+        self.server.save_token(token, self.request)
+
+    def revoke_old_credential(self, refresh_token: OAuthToken) -> None:
+        """Do nothing: save_token already rotated the old token."""
+
+
+def _is_refreshable(token: OAuthToken, now: datetime) -> bool:
+    if token.refresh_expires_at is None or now >= token.refresh_expires_at:
+        return False
+    return token.login is not None and is_login_active(token.login, now)
+
+
+def _granted_scope(token: OAuthToken) -> str:
+    # Every refresh token of a family carries the scope of the grant that began it.
+    root = storage.get_family_root(token.family_id)
+    return root.scope if root is not None else token.scope
+
+
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS = CONFIDENTIAL_AUTH_METHODS
+
+    def validate_requested_scope(self) -> None:
+        # A client gets no scope it was not registered for (``admin`` guards the admin API).
+        client: OAuthClient = self.request.client
+        requested = set((self.request.payload.scope or "").split())
+        if not requested <= set(client.scope.split()):
+            raise InvalidScopeError()

@@ -1,0 +1,270 @@
+"""RP-Initiated, Back-Channel and Front-Channel Logout 1.0 for OIDC participants."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from authlib.oidc.rpinitiated import EndSessionEndpoint
+from flask import Flask
+from flask import current_app
+from joserfc import jwt
+from joserfc.jwk import import_key
+from joserfc.jws import extract_compact
+from sqlalchemy import Select
+from sqlalchemy import select
+
+from idp import audit
+from idp import db
+from idp.keys.store import get_key_store
+from idp.models.login import LoginSession
+from idp.models.login import SessionParticipant
+from idp.models.oidc import LogoutDelivery
+from idp.models.oidc import OAuthClient
+from idp.oidc import storage
+from idp.oidc.claims import subject_for
+from idp.sessions import logout as session_logout
+from idp.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+LOGOUT_TOKEN_TTL = timedelta(minutes=2)
+DELIVERY_TIMEOUT = timedelta(seconds=2)
+# Failed deliveries are retried with exponential back-off for this long, then abandoned.
+RETRY_WINDOW = timedelta(hours=1)
+FIRST_RETRY = timedelta(seconds=5)
+MAX_RETRY_INTERVAL = timedelta(minutes=10)
+MAX_PARALLEL_DELIVERIES = 8
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.extensions["idp.settings"]
+    return settings
+
+
+def build_logout_token_claims(
+    *, issuer: str, client_id: str, sid: str, sub: str, now: datetime
+) -> dict[str, Any]:
+    """Return logout token claims (Back-Channel Logout 1.0 §2.4): never a ``nonce``."""
+    issued = int(now.timestamp())
+    return {
+        "iss": issuer,
+        "aud": client_id,
+        "iat": issued,
+        "exp": issued + int(LOGOUT_TOKEN_TTL.total_seconds()),
+        "jti": secrets.token_urlsafe(24),
+        "sid": sid,
+        "sub": sub,
+        "events": {BACKCHANNEL_EVENT: {}},
+    }
+
+
+def issue_logout_token(client: OAuthClient, login: LoginSession) -> str:
+    """Sign a logout token for ``client`` about ``login`` with the client's ID token alg."""
+    now = db.now()
+    alg = client.id_token_signed_response_alg or "RS256"
+    key = get_key_store().signing_key(alg, now)
+    claims = build_logout_token_claims(
+        issuer=_settings().issuer,
+        client_id=client.client_id,
+        sid=login.sid,
+        sub=subject_for(login.user, client, current_app.extensions["idp.oidc.salt"]),
+        now=now,
+    )
+    header = {"alg": alg, "kid": key.kid, "typ": "logout+jwt"}
+    token: str = jwt.encode(header, claims, import_key(key.private_jwk))
+    return token
+
+
+def _post(uri: str, token: str, timeout: float) -> str | None:
+    """POST one logout token; return None on success, else a short error."""
+    body = urlencode({"logout_token": token}).encode()
+    request = urllib.request.Request(  # noqa: S310 (registered http(s) URI)
+        uri, data=body, method="POST",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            if 200 <= response.status < 300:
+                return None
+            return f"HTTP {response.status}"
+    except urllib.error.HTTPError as error:
+        return f"HTTP {error.code}"
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        return str(reason)[:200] or type(error).__name__
+
+
+def on_session_end(login: LoginSession, joined: list[SessionParticipant], reason: str) -> None:
+    """Revoke the session's tokens and queue a back-channel logout for each participant."""
+    now = db.now()
+    storage.revoke_tokens_of_login(login.id, now)
+    for participant in joined:
+        participant.logged_out_at = now
+        client = storage.get_client(participant.rp)
+        if client is None or not client.backchannel_logout_uri:
+            continue
+        db.get_session().add(
+            LogoutDelivery(
+                client_id=client.client_id,
+                login_session_id=login.id,
+                uri=client.backchannel_logout_uri,
+                attempts=0,
+                created_at=now,
+                # The ending request sends it right after commit (deliver_for); the sweeps of
+                # other workers take it only if that attempt never happened.
+                next_attempt_at=now + FIRST_RETRY,
+                give_up_at=now + RETRY_WINDOW,
+            )
+        )
+
+
+def _attempt(deliveries: Sequence[LogoutDelivery]) -> None:
+    """Send deliveries in parallel with a short timeout; record and audit each result."""
+    if not deliveries:
+        return
+    jobs: list[tuple[LogoutDelivery, str]] = []
+    for delivery in deliveries:
+        client = storage.get_client(delivery.client_id)
+        if client is None:
+            delivery.failed_at = db.now()
+            delivery.last_error = "client no longer registered"
+            continue
+        jobs.append((delivery, issue_logout_token(client, delivery.login)))
+    timeout = DELIVERY_TIMEOUT.total_seconds()
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_DELIVERIES, len(jobs) or 1)) as pool:
+        results = list(pool.map(lambda job: _post(job[0].uri, job[1], timeout), jobs))
+    now = db.now()
+    for (delivery, _token), error in zip(jobs, results, strict=True):
+        delivery.attempts += 1
+        if error is None:
+            delivery.delivered_at = now
+            delivery.next_attempt_at = None
+            audit.record("backchannel_logout_delivered", sid=delivery.login.sid,
+                         user_id=delivery.login.user_id, rp=delivery.client_id,
+                         attempts=delivery.attempts)
+            continue
+        delivery.last_error = error
+        backoff = min(FIRST_RETRY * 2 ** (delivery.attempts - 1), MAX_RETRY_INTERVAL)
+        if now + backoff >= delivery.give_up_at:
+            delivery.failed_at = now
+            delivery.next_attempt_at = None
+            audit.record("backchannel_logout_abandoned", sid=delivery.login.sid,
+                         user_id=delivery.login.user_id, rp=delivery.client_id,
+                         attempts=delivery.attempts, error=error)
+        else:
+            delivery.next_attempt_at = now + backoff
+            audit.record("backchannel_logout_failed", sid=delivery.login.sid,
+                         user_id=delivery.login.user_id, rp=delivery.client_id,
+                         attempts=delivery.attempts, error=error)
+    db.get_session().commit()
+
+
+def _skip_locked(query: Select[LogoutDelivery]) -> Select[LogoutDelivery]:
+    if db.get_database().engine.dialect.name != "postgresql":
+        return query
+    # Several IdP processes deliver at once: each row goes to exactly one of them. ``of``:
+    # PostgreSQL refuses FOR UPDATE on the outer-joined (eager-loaded) login row.
+    return query.with_for_update(skip_locked=True, of=LogoutDelivery)
+
+
+def deliver_for(logins: Sequence[LoginSession]) -> None:
+    """Deliver the queued logout tokens of sessions that just ended (post-commit hook)."""
+    ids = [login.id for login in logins]
+    query = select(LogoutDelivery).where(
+        LogoutDelivery.login_session_id.in_(ids),
+        LogoutDelivery.attempts == 0,
+        LogoutDelivery.delivered_at.is_(None),
+        LogoutDelivery.failed_at.is_(None),
+    )
+    _attempt(list(db.get_session().scalars(_skip_locked(query))))
+
+
+def deliver_due() -> int:
+    """Retry every delivery whose back-off has passed; return how many were tried."""
+    query = (
+        select(LogoutDelivery)
+        .where(
+            LogoutDelivery.delivered_at.is_(None),
+            LogoutDelivery.failed_at.is_(None),
+            LogoutDelivery.next_attempt_at <= db.now(),
+        )
+        .order_by(LogoutDelivery.next_attempt_at)
+        .limit(100)
+    )
+    due = list(db.get_session().scalars(_skip_locked(query)))
+    _attempt(due)
+    return len(due)
+
+
+def front_channel_urls(
+    login: LoginSession, joined: list[SessionParticipant], initiator: str | None
+) -> list[str]:
+    """Return each participant's ``frontchannel_logout_uri`` with ``iss`` and ``sid``."""
+    urls = []
+    for participant in joined:
+        client = storage.get_client(participant.rp)
+        if client is None or not client.frontchannel_logout_uri:
+            continue
+        separator = "&" if "?" in client.frontchannel_logout_uri else "?"
+        query = urlencode({"iss": _settings().issuer, "sid": login.sid})
+        urls.append(f"{client.frontchannel_logout_uri}{separator}{query}")
+    return urls
+
+
+class EndSession(EndSessionEndpoint):  # type: ignore[misc]
+    """RP-Initiated Logout 1.0: an expired id_token_hint still identifies the session."""
+
+    def get_server_jwks(self) -> dict[str, Any]:
+        jwks: dict[str, Any] = get_key_store().public_jwks(db.now())
+        return jwks
+
+    def _validate_id_token_hint(self, id_token_hint: str) -> dict[str, Any]:
+        from authlib.oauth2.rfc6749.errors import InvalidRequestError
+
+        if len(id_token_hint) > 8192:
+            raise InvalidRequestError("The id_token_hint is too long.")
+        try:
+            claims: dict[str, Any] = super()._validate_id_token_hint(id_token_hint)
+        except (ValueError, TypeError):  # hostile headers joserfc does not wrap ("crit": 1)
+            raise InvalidRequestError("The id_token_hint is not a valid ID Token.") from None
+        # Our access and logout tokens are signed by the same keys and carry iss, aud and sid
+        # too: only a token typed as an ID token may end a session without confirmation.
+        typ = extract_compact(id_token_hint.encode()).protected.get("typ", "JWT")
+        if typ != "JWT":
+            raise InvalidRequestError("The id_token_hint is not an ID Token.")
+        if claims.get("iss") != _settings().issuer or not isinstance(claims.get("sid"), str):
+            raise InvalidRequestError("The id_token_hint was not issued here.")
+        return claims
+
+    def resolve_client_from_id_token_claims(self, id_token_claims: dict[str, Any]) -> Any:
+        # Our ID tokens carry ``aud`` as a one-element list, plus ``azp`` (Core §2); Authlib
+        # only resolves a string ``aud``, which left every hint without its client.
+        aud = id_token_claims.get("aud")
+        audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+        azp = id_token_claims.get("azp")
+        if len(audiences) == 1 and isinstance(audiences[0], str):
+            return self.server.query_client(audiences[0])
+        if isinstance(azp, str) and azp in audiences:
+            return self.server.query_client(azp)
+        return None
+
+    def end_session(self, end_session_request: Any) -> None:
+        raise NotImplementedError  # the view ends the session itself, after confirmation
+
+
+def init_app(app: Flask) -> None:
+    registry = session_logout.get_registry(app)
+    registry.on_end["oidc"] = on_session_end
+    registry.after_commit.append(deliver_for)
+    registry.front_channel["oidc"] = front_channel_urls
+    registry.periodic.append(deliver_due)

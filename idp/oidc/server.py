@@ -1,0 +1,290 @@
+"""Build the Authlib authorization server: grants, token generator, endpoints, client auth."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from typing import cast
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import errors as oauth2_errors
+from authlib.oauth2.rfc6749.authenticate_client import authenticate_client_secret_basic
+from authlib.oauth2.rfc6749.errors import InvalidClientError
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oauth2.rfc9207 import IssuerParameter
+from flask import Flask
+from flask import current_app
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from idp import audit
+from idp import db
+from idp.models.oidc import OAuthClient
+from idp.models.oidc import OAuthToken
+from idp.oidc import grants
+from idp.oidc import storage
+from idp.oidc import tokens
+from idp.oidc.claims import subject_for
+from idp.replay import remember_once
+from idp.settings import Settings
+
+# RFC 7523 §3: assertions must be short-lived; we refuse any promising to live longer.
+MAX_ASSERTION_LIFETIME = timedelta(minutes=10)
+
+# Longer strings are no token of ours; refuse them before hashing or parsing.
+MAX_TOKEN_LENGTH = 8192
+
+
+def _issuer() -> str:
+    settings: Settings = current_app.extensions["idp.settings"]
+    return settings.issuer
+
+
+def _salt() -> str:
+    salt: str = current_app.extensions["idp.oidc.salt"]
+    return salt
+
+
+class UnsupportedTokenTypeError(OAuth2Error):  # type: ignore[misc]
+    """RFC 7009 §2.2.1 ``unsupported_token_type``: a 400 like every RFC 6749 §5.2 error."""
+
+    # Authlib's own class derives from ForbiddenError and answers 401.
+    error = "unsupported_token_type"
+    status_code = 400
+
+
+def _check_params(endpoint: Any, request: Any, client: OAuthClient) -> None:
+    try:
+        endpoint.check_params(request, client)
+    except oauth2_errors.UnsupportedTokenTypeError:
+        raise UnsupportedTokenTypeError() from None
+
+
+@dataclass(frozen=True)
+class FoundToken:
+    """A stored issuance and which of its two tokens the caller presented."""
+
+    row: OAuthToken
+    is_refresh: bool
+
+
+def _query_token(token_string: str) -> FoundToken | None:
+    # RFC 7009 §2.1 and RFC 7662 §2.1: a wrong hint must not hide the token, so the shape
+    # decides instead (access tokens are JWTs, refresh tokens opaque and dot-free).
+    if not token_string or len(token_string) > MAX_TOKEN_LENGTH:
+        return None
+    if token_string.count(".") == 2:
+        row = tokens.verify_access_token(token_string)
+        return FoundToken(row, is_refresh=False) if row is not None else None
+    row = storage.get_token_by_refresh_token(token_string)
+    return FoundToken(row, is_refresh=True) if row is not None else None
+
+
+class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
+    """RFC 7662: any authenticated confidential client may ask; ``active`` tells the truth."""
+
+    CLIENT_AUTH_METHODS = grants.CONFIDENTIAL_AUTH_METHODS
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> FoundToken | None:
+        return _query_token(token_string)
+
+    def check_params(self, request: Any, client: OAuthClient) -> None:
+        _check_params(super(), request, client)
+
+    def check_permission(self, token: FoundToken, client: OAuthClient, request: Any) -> bool:
+        return True
+
+    def create_introspection_payload(self, token: FoundToken | None) -> dict[str, Any]:
+        # RFC 7662 §2.2: inactive, unknown and foreign tokens all get only {"active": false}.
+        if token is None or not tokens.is_token_active(
+            token.row, db.now(), access=not token.is_refresh
+        ):
+            return {"active": False}
+        client = storage.get_client(token.row.client_id)
+        if client is None:  # disabled since: its tokens are dead too
+            return {"active": False}
+        return self.introspect_token(token, client)
+
+    def introspect_token(self, token: FoundToken, client: OAuthClient) -> dict[str, Any]:
+        row = token.row
+        expires = row.refresh_expires_at if token.is_refresh else row.access_expires_at
+        payload: dict[str, Any] = {
+            "active": True,
+            "scope": row.scope,
+            "client_id": row.client_id,
+            "token_type": "refresh_token" if token.is_refresh else "Bearer",
+            "exp": int(expires.timestamp()) if expires else None,
+            "iat": int(row.issued_at.timestamp()),
+            "iss": _issuer(),
+            "jti": None if token.is_refresh else row.jti,
+        }
+        # The sub and aud the access token carries; no username: the e-mail address is no
+        # business of a resource server whose token lacks the email scope.
+        payload["aud"] = row.client_id
+        payload["sub"] = row.client_id
+        if row.user is not None:
+            payload["sub"] = subject_for(row.user, client, _salt())
+        if row.login is not None:
+            payload["sid"] = row.login.sid
+        return {key: value for key, value in payload.items() if value is not None}
+
+
+class Revocation(RevocationEndpoint):  # type: ignore[misc]
+    """RFC 7009: revoking a refresh token revokes its whole family."""
+
+    CLIENT_AUTH_METHODS = grants.CLIENT_AUTH_METHODS
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> FoundToken | None:
+        return _query_token(token_string)
+
+    def check_params(self, request: Any, client: OAuthClient) -> None:
+        _check_params(super(), request, client)
+
+    def authenticate_token(self, request: Any, client: OAuthClient) -> FoundToken | None:
+        self.check_params(request, client)
+        token = self.query_token(request.form["token"], request.form.get("token_type_hint"))
+        # RFC 7009 §2.1: another client's token is not revoked, and the answer is still 200
+        # so that nobody learns whether it exists.
+        if token is not None and token.row.client_id == client.get_client_id():
+            return token
+        return None
+
+    def revoke_token(self, token: FoundToken, request: Any) -> None:
+        row = token.row
+        now = db.now()
+        if token.is_refresh:
+            storage.revoke_family(row.family_id, now)
+        elif row.revoked_at is None:
+            row.revoked_at = now
+        audit.record(
+            "token_revoked",
+            user_id=row.user_id,
+            sid=row.login.sid if row.login else None,
+            rp=row.client_id,
+            kind="refresh_token" if token.is_refresh else "access_token",
+        )
+        db.get_session().commit()
+
+
+class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
+    """RFC 7523 §2.2 client authentication with the client's registered public keys."""
+
+    CLIENT_AUTH_METHOD = "private_key_jwt"
+
+    def get_audiences(self) -> list[str]:
+        issuer = _issuer()
+        return [issuer, f"{issuer}/token"]
+
+    def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
+        exp = claims.get("exp")
+        now = db.now()
+        lifetime = MAX_ASSERTION_LIFETIME.total_seconds()
+        if not isinstance(exp, int) or exp - now.timestamp() > lifetime:
+            raise InvalidClientError(description="The assertion must expire within 10 minutes.")
+        from datetime import UTC
+        from datetime import datetime
+
+        # Hashed: the jti is the client's choice, of any length; the key column is not.
+        digest = hashlib.sha256(f"{claims['sub']}\x00{jti}".encode()).hexdigest()
+        return remember_once(
+            f"jwt-assertion:{digest}",
+            datetime.fromtimestamp(exp, UTC) + timedelta(seconds=60),
+        )
+
+    def resolve_client_public_key(self, client: OAuthClient) -> KeySet:
+        if client.token_endpoint_auth_method != self.CLIENT_AUTH_METHOD:
+            raise InvalidClientError(description="The client does not use private_key_jwt.")
+        jwks = client.jwks or (fetch_jwks(client.jwks_uri) if client.jwks_uri else None)
+        if not jwks:
+            raise InvalidClientError(description="The client has no usable registered keys.")
+        try:
+            return KeySet.import_key_set(cast(Any, jwks))
+        except (JoseError, ValueError, TypeError, KeyError):
+            raise InvalidClientError(
+                description="The client's registered keys are unusable."
+            ) from None
+
+
+# A client's jwks_uri is fetched at most this often per process (RFC 7523 keys rarely move).
+JWKS_URI_CACHE = timedelta(minutes=5)
+MAX_JWKS_SIZE = 64 * 1024
+
+
+def fetch_jwks(uri: str) -> dict[str, Any] | None:
+    """Return the JWK Set published at a client's ``jwks_uri`` (cached), or None on failure."""
+    import json
+    import time
+    import urllib.request
+
+    cache: dict[str, tuple[float, dict[str, Any]]] = current_app.extensions.setdefault(
+        "idp.oidc.jwks_uri_cache", {}
+    )
+    cached = cache.get(uri)
+    if cached and time.monotonic() - cached[0] < JWKS_URI_CACHE.total_seconds():
+        return cached[1]
+    try:
+        with urllib.request.urlopen(uri, timeout=2) as response:  # noqa: S310 (registered https)
+            data = json.loads(response.read(MAX_JWKS_SIZE + 1)[:MAX_JWKS_SIZE])
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+        return None
+    if any(isinstance(key, dict) and "d" in key for key in data["keys"]):
+        return None  # a private key published by mistake is no key to trust
+    cache[uri] = (time.monotonic(), data)
+    return data
+
+
+def _authenticate_client_secret_basic(query_client: Any, request: Any) -> OAuthClient | None:
+    # Authlib decodes the Basic credentials as UTF-8 without catching the error (a 500).
+    try:
+        client: OAuthClient | None = authenticate_client_secret_basic(query_client, request)
+    except UnicodeDecodeError:
+        raise InvalidClientError(
+            status_code=401, description="Malformed HTTP Basic credentials."
+        ) from None
+    return client
+
+
+def build_authorization_server(app: Flask) -> AuthorizationServer:
+    """Create the authorization server of ``app`` with every grant and endpoint we support."""
+    server = AuthorizationServer(app, query_client=storage.get_client, save_token=tokens.save_token)
+    server.register_token_generator("default", tokens.TokenGenerator())
+    server.register_grant(
+        grants.AuthorizationCodeGrant,
+        [grants.S256CodeChallenge(required=True), grants.OpenIDCode(require_nonce=False)],
+    )
+    server.register_grant(grants.RefreshTokenGrant, [grants.OpenIDToken()])
+    server.register_grant(grants.ClientCredentialsGrant)
+    server.register_client_auth_method(PrivateKeyJWT.CLIENT_AUTH_METHOD, PrivateKeyJWT())
+    server.register_client_auth_method("client_secret_basic", _authenticate_client_secret_basic)
+    server.register_endpoint(Introspection)
+    server.register_endpoint(Revocation)
+    from idp.oidc.logout import EndSession
+
+    server.register_endpoint(EndSession)
+
+    class Issuer(IssuerParameter):  # type: ignore[misc]
+        def get_issuer(self) -> str:
+            return _issuer()
+
+    server.register_extension(Issuer())
+    return server
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    app.extensions["idp.oidc.salt"] = settings.pairwise_salt or app.config["SECRET_KEY"]
+    app.extensions["idp.oidc.server"] = build_authorization_server(app)
+    from idp.oidc import logout
+
+    logout.init_app(app)
+
+
+def get_authorization_server() -> AuthorizationServer:
+    server: AuthorizationServer = current_app.extensions["idp.oidc.server"]
+    return server

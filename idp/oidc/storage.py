@@ -1,0 +1,196 @@
+"""The only SQL in oidc/: clients, codes, tokens and consents."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy import update
+
+from idp import db
+from idp.models.oidc import AuthorizationCode
+from idp.models.oidc import Consent
+from idp.models.oidc import OAuthClient
+from idp.models.oidc import OAuthToken
+from idp.models.oidc import hash_secret
+
+
+def get_client(client_id: str) -> OAuthClient | None:
+    """Return the enabled client with this ``client_id``, or None."""
+    if not client_id or len(client_id) > 128:
+        return None
+    client = db.get_session().scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
+    return None if client is None or client.is_disabled else client
+
+
+def client_id_exists(client_id: str) -> bool:
+    """Return whether any client (even disabled) has this ``client_id``."""
+    found = db.get_session().scalar(
+        select(OAuthClient.id).where(OAuthClient.client_id == client_id)
+    )
+    return found is not None
+
+
+def add_client(client: OAuthClient) -> None:
+    """Persist a new client; the caller commits."""
+    db.get_session().add(client)
+    db.get_session().flush()
+
+
+def list_clients() -> list[OAuthClient]:
+    """Return every client, oldest first."""
+    return list(db.get_session().scalars(select(OAuthClient).order_by(OAuthClient.id)))
+
+
+def add_code(code: AuthorizationCode) -> None:
+    db.get_session().add(code)
+
+
+def get_code(code: str, client_id: str) -> AuthorizationCode | None:
+    """Return the code issued to ``client_id`` (used or not), or None."""
+    return db.get_session().scalar(
+        select(AuthorizationCode).where(
+            AuthorizationCode.code_hash == hash_secret(code),
+            AuthorizationCode.client_id == client_id,
+        )
+    )
+
+
+def nonce_was_used(client_id: str, nonce: str) -> bool:
+    """Return whether a code of this client already carried ``nonce``."""
+    found = db.get_session().scalar(
+        select(AuthorizationCode.id).where(
+            AuthorizationCode.client_id == client_id, AuthorizationCode.nonce == nonce
+        )
+    )
+    return found is not None
+
+
+def add_token(token: OAuthToken) -> None:
+    db.get_session().add(token)
+    db.get_session().flush()
+
+
+def get_token_by_jti(jti: str) -> OAuthToken | None:
+    return db.get_session().scalar(select(OAuthToken).where(OAuthToken.jti == jti))
+
+
+def get_token_by_refresh_token(refresh_token: str) -> OAuthToken | None:
+    return db.get_session().scalar(
+        select(OAuthToken).where(OAuthToken.refresh_token_hash == hash_secret(refresh_token))
+    )
+
+
+def get_child_token(token: OAuthToken) -> OAuthToken | None:
+    """Return the token issued by rotating ``token``, or None."""
+    return db.get_session().scalar(select(OAuthToken).where(OAuthToken.parent_id == token.id))
+
+
+def get_child_tokens(token: OAuthToken) -> list[OAuthToken]:
+    """Return every token issued by rotating ``token`` (more than one after a retry)."""
+    return list(
+        db.get_session().scalars(
+            select(OAuthToken).where(OAuthToken.parent_id == token.id).order_by(OAuthToken.id)
+        )
+    )
+
+
+def get_family_root(family_id: str) -> OAuthToken | None:
+    """Return the first issuance of a refresh family: the one the grant itself produced."""
+    return db.get_session().scalar(
+        select(OAuthToken)
+        .where(OAuthToken.family_id == family_id, OAuthToken.parent_id.is_(None))
+        .order_by(OAuthToken.id)
+        .limit(1)
+    )
+
+
+def claim_code(code_id: int, now: datetime) -> bool:
+    """Mark a code used unless it already is; return whether this caller won it.
+
+    One conditional UPDATE, so two concurrent redemptions cannot both succeed.
+    """
+    result = db.get_session().execute(
+        update(AuthorizationCode)
+        .where(AuthorizationCode.id == code_id, AuthorizationCode.used_at.is_(None))
+        .values(used_at=now)
+    )
+    return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
+
+
+def claim_rotation(token_id: int, now: datetime) -> bool:
+    """Mark a live refresh token rotated; return whether this caller won it."""
+    result = db.get_session().execute(
+        update(OAuthToken)
+        .where(
+            OAuthToken.id == token_id,
+            OAuthToken.rotated_at.is_(None),
+            OAuthToken.revoked_at.is_(None),
+        )
+        .values(rotated_at=now)
+    )
+    return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
+
+
+def revoke_unused_token(token_id: int, now: datetime) -> bool:
+    """Revoke a token that is neither revoked nor rotated; return whether this caller did."""
+    result = db.get_session().execute(
+        update(OAuthToken)
+        .where(
+            OAuthToken.id == token_id,
+            OAuthToken.rotated_at.is_(None),
+            OAuthToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
+    return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
+
+
+def revoke_family(family_id: str, now: datetime) -> int:
+    """Revoke every token of a refresh family; return how many were live."""
+    result = db.get_session().execute(
+        update(OAuthToken)
+        .where(OAuthToken.family_id == family_id, OAuthToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def revoke_tokens_of_code(code_id: int, now: datetime) -> int:
+    """Revoke every token descended from an authorization code (RFC 6749 §4.1.2)."""
+    families = select(OAuthToken.family_id).where(OAuthToken.authorization_code_id == code_id)
+    result = db.get_session().execute(
+        update(OAuthToken)
+        .where(OAuthToken.family_id.in_(families), OAuthToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def revoke_tokens_of_login(login_session_id: int, now: datetime) -> int:
+    """Revoke every token issued in a login session."""
+    result = db.get_session().execute(
+        update(OAuthToken)
+        .where(OAuthToken.login_session_id == login_session_id, OAuthToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def get_consent(user_id: int, client_id: str) -> Consent | None:
+    return db.get_session().scalar(
+        select(Consent).where(Consent.user_id == user_id, Consent.client_id == client_id)
+    )
+
+
+def save_consent(user_id: int, client_id: str, scopes: list[str], now: datetime) -> Consent:
+    """Record (or widen) the user's consent to a client; the caller commits."""
+    consent = get_consent(user_id, client_id)
+    if consent is None:
+        consent = Consent(user_id=user_id, client_id=client_id, scopes=[], granted_at=now)
+        db.get_session().add(consent)
+    previous = set(consent.scopes) if consent.revoked_at is None else set()
+    consent.scopes = sorted(previous | set(scopes))
+    consent.granted_at = now
+    consent.revoked_at = None
+    return consent

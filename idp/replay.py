@@ -1,0 +1,59 @@
+"""One-time value cache (assertion ``jti``, SAML request IDs): Redis when configured, else SQL."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from flask import Flask
+from flask import current_app
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+
+from idp import db
+from idp.models.oidc import ReplayEntry
+from idp.settings import Settings
+
+
+class ReplayCache(Protocol):
+    def remember(self, key: str, expires_at: datetime) -> bool:
+        """Record ``key`` until ``expires_at``; return False if it was already recorded."""
+        ...
+
+
+class SqlReplayCache:
+    def remember(self, key: str, expires_at: datetime) -> bool:
+        session = db.get_session()
+        now = db.now()
+        session.execute(delete(ReplayEntry).where(ReplayEntry.expires_at <= now))
+        session.add(ReplayEntry(key=key, expires_at=expires_at))
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            return False
+        return True
+
+
+class RedisReplayCache:
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+    def remember(self, key: str, expires_at: datetime) -> bool:
+        seconds = max(1, int((expires_at - db.now()).total_seconds()) + 1)
+        return bool(self.client.set(f"idp:replay:{key}", b"1", nx=True, ex=seconds))
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    cache: ReplayCache = (
+        RedisReplayCache(settings.redis_url) if settings.redis_url else SqlReplayCache()
+    )
+    app.extensions["idp.replay"] = cache
+
+
+def remember_once(key: str, expires_at: datetime) -> bool:
+    """Record ``key`` until ``expires_at``; return False when it is a replay."""
+    cache: ReplayCache = current_app.extensions["idp.replay"]
+    return cache.remember(key, expires_at)

@@ -1,0 +1,231 @@
+"""``idp sp add|list``: register SAML service providers from their metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from idp import audit
+from idp import db
+from idp.attributes import ATTRIBUTES
+from idp.cli import IdpGroup
+from idp.cli import echo_json
+from idp.errors import ConflictError
+from idp.errors import InvalidInputError
+from idp.models.saml import ServiceProvider
+from idp.saml import NAMEID_EMAIL
+from idp.saml import NAMEID_FORMATS
+from idp.saml import NAMEID_PERSISTENT
+from idp.saml import NAMEID_TRANSIENT
+from idp.saml import NAMEID_UNSPECIFIED
+from idp.saml import storage
+from idp.saml.bindings import MAX_RELAY_STATE_BYTES
+from idp.saml.metadata import default_name_id_format
+from idp.saml.metadata import parse_sp_metadata
+
+cli = IdpGroup("sp", help="Manage SAML service providers.")
+
+NAMEID_SHORT_NAMES = {
+    "persistent": NAMEID_PERSISTENT,
+    "emailAddress": NAMEID_EMAIL,
+    "transient": NAMEID_TRANSIENT,
+    "unspecified": NAMEID_UNSPECIFIED,
+}
+# Released attributes may be named by OIDC claim (``email``) or SAML friendly name (``mail``).
+RELEASABLE = {
+    name: attribute.claim
+    for attribute in ATTRIBUTES
+    if attribute.saml_name is not None
+    for name in (attribute.claim, attribute.saml_friendly_name, attribute.saml_name)
+    if name
+}
+
+
+def _name_id_format(value: str | None, listed: Sequence[str]) -> str:
+    if value is None:
+        return default_name_id_format(listed)
+    chosen = NAMEID_SHORT_NAMES.get(value, value)
+    if chosen not in NAMEID_FORMATS:
+        raise InvalidInputError(f"unsupported NameID format: {value}")
+    return chosen
+
+
+def _attributes(names: Sequence[str] | None) -> list[str] | None:
+    if names is None:
+        return None
+    claims = []
+    for name in names:
+        if name not in RELEASABLE:
+            raise InvalidInputError(f"unknown attribute: {name}")
+        if RELEASABLE[name] not in claims:
+            claims.append(RELEASABLE[name])
+    return claims
+
+
+def register_sp_metadata(
+    metadata: bytes,
+    *,
+    replace: bool = False,
+    name: str | None = None,
+    name_id_format: str | None = None,
+    attributes: Sequence[str] | None = None,
+    sign_response: bool = True,
+    sign_assertion: bool = True,
+    encrypt_assertion: bool | None = None,
+    relay_states: Sequence[str] = (),
+) -> str:
+    """Register (or with ``replace``, update) an SP from its metadata XML; commit.
+
+    Return its entity ID. ``encrypt_assertion`` defaults to whether the metadata publishes an
+    encryption key; ``attributes`` (claims or SAML names) default to every attribute.
+
+    Raises:
+        InvalidInputError: the metadata or a setting is unusable.
+        ConflictError: the entity ID is registered and ``replace`` is false.
+
+    """
+    now = db.now()
+    parsed = parse_sp_metadata(metadata, now)
+    chosen_format = _name_id_format(name_id_format, parsed.name_id_formats)
+    released = _attributes(attributes)
+    encrypt = parsed.wants_encryption if encrypt_assertion is None else encrypt_assertion
+    if encrypt and not parsed.encryption_certificates:
+        raise InvalidInputError("encrypting assertions needs an encryption key in the metadata")
+    # An unsigned assertion, even encrypted to the SP's public key, can be forged by anyone.
+    if not (sign_response or sign_assertion or parsed.want_assertions_signed):
+        raise InvalidInputError("the Response or the Assertion (or both) must be signed")
+    for relay_state in relay_states:
+        if len(relay_state.encode("utf-8")) > MAX_RELAY_STATE_BYTES:
+            raise InvalidInputError("a RelayState may not exceed 80 bytes")
+    sp = storage.find_service_provider(parsed.entity_id)
+    if sp is not None and not replace:
+        raise ConflictError(f"SP {parsed.entity_id} is already registered")
+    values: dict[str, Any] = {
+        "name": (name or parsed.name)[:200],
+        "metadata_xml": parsed.xml,
+        "acs_endpoints": parsed.acs_endpoints,
+        "slo_endpoints": parsed.slo_endpoints,
+        "signing_certificates": parsed.signing_certificates,
+        "encryption_certificates": parsed.encryption_certificates,
+        "authn_requests_signed": parsed.authn_requests_signed,
+        "want_assertions_signed": parsed.want_assertions_signed,
+        "name_id_formats": parsed.name_id_formats,
+        "name_id_format": chosen_format,
+        "attributes": released,
+        "sign_response": sign_response,
+        "sign_assertion": sign_assertion,
+        "encrypt_assertion": encrypt,
+        "relay_states": list(relay_states),
+        "updated_at": now,
+    }
+    if sp is None:
+        sp = ServiceProvider(entity_id=parsed.entity_id, created_at=now, **values)
+        storage.add_service_provider(sp)
+        audit.record("sp_registered", rp=sp.entity_id)
+    else:
+        for key, value in values.items():
+            setattr(sp, key, value)
+        audit.record("sp_updated", rp=sp.entity_id)
+    db.get_session().commit()
+    return sp.entity_id
+
+
+@cli.command("add")
+@click.option(
+    "--metadata",
+    "metadata_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The SP's SAML metadata XML file.",
+)
+@click.option("--name", default=None, help="Display name (default: from the metadata).")
+@click.option(
+    "--name-id-format",
+    default=None,
+    help="persistent, emailAddress, transient or unspecified "
+    "(default: the first the metadata lists, else persistent).",
+)
+@click.option(
+    "--attribute",
+    "attributes",
+    multiple=True,
+    help="Release only this attribute (mail, displayName, givenName, sn, isMemberOf); repeat.",
+)
+@click.option("--sign-response/--no-sign-response", default=True, show_default=True)
+@click.option("--sign-assertion/--no-sign-assertion", default=True, show_default=True)
+@click.option(
+    "--encrypt-assertion/--no-encrypt-assertion",
+    default=None,
+    help="Default: when the metadata publishes an encryption key.",
+)
+@click.option(
+    "--relay-state",
+    "relay_states",
+    multiple=True,
+    help="A RelayState allowed in IdP-initiated logins; repeat.",
+)
+@click.option("--replace", is_flag=True, help="Update the SP if it is already registered.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def add(
+    metadata_file: Path,
+    name: str | None,
+    name_id_format: str | None,
+    attributes: tuple[str, ...],
+    sign_response: bool,
+    sign_assertion: bool,
+    encrypt_assertion: bool | None,
+    relay_states: tuple[str, ...],
+    replace: bool,
+    as_json: bool,
+) -> None:
+    """Register a SAML service provider from its metadata and print its entity ID."""
+    try:
+        metadata = metadata_file.read_bytes()
+    except OSError as error:
+        raise InvalidInputError(f"cannot read {metadata_file}: {error.strerror}") from None
+    entity_id = register_sp_metadata(
+        metadata,
+        replace=replace,
+        name=name,
+        name_id_format=name_id_format,
+        attributes=list(attributes) or None,
+        sign_response=sign_response,
+        sign_assertion=sign_assertion,
+        encrypt_assertion=encrypt_assertion,
+        relay_states=relay_states,
+    )
+    if as_json:
+        echo_json({"entity_id": entity_id})
+        return
+    click.echo(f"entity_id: {entity_id}")
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def list_(as_json: bool) -> None:
+    """List SAML service providers."""
+    rows = [
+        {
+            "entity_id": sp.entity_id,
+            "name": sp.name,
+            "acs_urls": [endpoint["location"] for endpoint in sp.acs_endpoints],
+            "name_id_format": sp.name_id_format,
+            "attributes": sp.attributes,
+            "sign_response": sp.sign_response,
+            "sign_assertion": sp.sign_assertion or sp.want_assertions_signed,
+            "encrypt_assertion": sp.encrypt_assertion,
+            "relay_states": sp.relay_states,
+            "disabled": sp.is_disabled,
+        }
+        for sp in storage.list_service_providers()
+    ]
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("No service providers.")
+    for row in rows:
+        click.echo(f"{row['entity_id']}\t{row['name']}")

@@ -1,0 +1,150 @@
+"""The only SQL in saml/: service providers, SessionIndex records, persistent NameIDs."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from idp import db
+from idp.db import Base
+from idp.models.login import LoginSession
+from idp.models.saml import SamlPersistentId
+from idp.models.saml import SamlSessionIndex
+from idp.models.saml import ServiceProvider
+
+
+def get_service_provider(entity_id: str) -> ServiceProvider | None:
+    """Return the enabled SP with this entity ID, or None."""
+    if not entity_id or len(entity_id) > 1024:
+        return None
+    sp = db.get_session().scalar(
+        select(ServiceProvider).where(ServiceProvider.entity_id == entity_id)
+    )
+    return None if sp is None or sp.is_disabled else sp
+
+
+def find_service_provider(entity_id: str) -> ServiceProvider | None:
+    """Return the SP with this entity ID, enabled or not, or None."""
+    return db.get_session().scalar(
+        select(ServiceProvider).where(ServiceProvider.entity_id == entity_id)
+    )
+
+
+def add_service_provider(sp: ServiceProvider) -> None:
+    """Persist a new SP; the caller commits."""
+    db.get_session().add(sp)
+    db.get_session().flush()
+
+
+def list_service_providers() -> list[ServiceProvider]:
+    """Return every SP, oldest first."""
+    return list(db.get_session().scalars(select(ServiceProvider).order_by(ServiceProvider.id)))
+
+
+def get_persistent_id(user_id: int, entity_id: str) -> str | None:
+    """Return the user's persistent NameID at this SP, or None."""
+    return db.get_session().scalar(
+        select(SamlPersistentId.name_id).where(
+            SamlPersistentId.user_id == user_id, SamlPersistentId.sp_entity_id == entity_id
+        )
+    )
+
+
+def _insert_unless_present(model: type[Base], values: dict[str, Any]) -> None:
+    """INSERT a row, doing nothing when a unique constraint says it already exists.
+
+    Two first logins at once must not fail each other; a SAVEPOINT would do on PostgreSQL,
+    but pysqlite commits the outer transaction when the outermost SAVEPOINT is released.
+    """
+    session = db.get_session()
+    dialect = session.get_bind().dialect.name
+    statement: Any
+    if dialect == "postgresql":
+        statement = postgresql_insert(model).values(**values).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        statement = sqlite_insert(model).values(**values).on_conflict_do_nothing()
+    else:  # no portable upsert: the unique constraint still keeps the data right
+        statement = insert(model).values(**values)
+    session.execute(statement)
+
+
+def create_persistent_id(user_id: int, entity_id: str, now: datetime) -> str:
+    """Return the user's persistent NameID at this SP, creating a random one if needed."""
+    _insert_unless_present(
+        SamlPersistentId,
+        {
+            "user_id": user_id,
+            "sp_entity_id": entity_id,
+            "name_id": secrets.token_urlsafe(32),
+            "created_at": now,
+        },
+    )
+    name_id = get_persistent_id(user_id, entity_id)
+    assert name_id is not None  # noqa: S101  (inserted or already there)
+    return name_id
+
+
+def record_session_index(
+    sp: ServiceProvider, login: LoginSession, name_id: str, name_id_format: str, now: datetime
+) -> SamlSessionIndex:
+    """Record that ``sp`` received an assertion in ``login``: one SessionIndex per pair."""
+    _insert_unless_present(
+        SamlSessionIndex,
+        {
+            "sp_entity_id": sp.entity_id,
+            "login_session_id": login.id,
+            "name_id": name_id,
+            "name_id_format": name_id_format,
+            "session_index": f"_{secrets.token_hex(20)}",
+            "created_at": now,
+            "last_issued_at": now,
+        },
+    )
+    record = db.get_session().scalar(
+        select(SamlSessionIndex).where(
+            SamlSessionIndex.login_session_id == login.id,
+            SamlSessionIndex.sp_entity_id == sp.entity_id,
+        )
+    )
+    assert record is not None  # noqa: S101  (inserted or already there)
+    record.name_id = name_id
+    record.name_id_format = name_id_format
+    record.last_issued_at = now
+    return record
+
+
+def list_participants(login: LoginSession) -> list[SamlSessionIndex]:
+    """Return the SAML SPs that received assertions in ``login``, first first.
+
+    Each record carries ``sp`` (the ServiceProvider), ``name_id``, ``name_id_format`` and
+    ``session_index``: what a LogoutRequest to that SP must name (SAML Core §3.7.1).
+    """
+    return list(
+        db.get_session().scalars(
+            select(SamlSessionIndex)
+            .where(SamlSessionIndex.login_session_id == login.id)
+            .order_by(SamlSessionIndex.created_at, SamlSessionIndex.id)
+        )
+    )
+
+
+def find_session_indexes(
+    entity_id: str, name_id: str, session_indexes: Sequence[str]
+) -> list[SamlSessionIndex]:
+    """Return the records a LogoutRequest from ``entity_id`` names (SAML Core §3.7.3.2).
+
+    With no SessionIndex, every session of that principal at that SP.
+    """
+    query = select(SamlSessionIndex).where(
+        SamlSessionIndex.sp_entity_id == entity_id, SamlSessionIndex.name_id == name_id
+    )
+    if session_indexes:
+        query = query.where(SamlSessionIndex.session_index.in_(list(session_indexes)))
+    return list(db.get_session().scalars(query.order_by(SamlSessionIndex.id)))

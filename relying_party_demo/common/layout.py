@@ -1,0 +1,159 @@
+"""The Flask app every demo app starts from: shared templates and CSS, server-side session."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Iterable
+from collections.abc import Mapping
+from datetime import UTC
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask import abort
+from flask import render_template
+from flask import request
+from flask import session
+from flask.typing import ResponseReturnValue
+
+from relying_party_demo.common.config import app_links
+from relying_party_demo.common.store import ServerSession
+from relying_party_demo.common.store import ServerSessionInterface
+from relying_party_demo.common.store import SessionStore
+
+HERE = Path(__file__).resolve().parent
+TIME_CLAIMS = {"iat", "exp", "auth_time", "nbf", "updated_at"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+def make_app(
+    import_name: str, name: str, title: str, tagline: str, settings: Mapping[str, Any]
+) -> Flask:
+    """Return a Flask app named ``name`` with the shared layout and a server-side session."""
+    app = Flask(
+        import_name,
+        template_folder=str(HERE / "templates"),
+        static_folder=str(HERE / "static"),
+    )
+    app.config.update(settings)
+    app.config.update(
+        SESSION_COOKIE_NAME=f"{name}_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=str(settings.get(f"{name.upper()}_BASE_URL", "")).startswith(
+            "https:"
+        ),
+    )
+    store = SessionStore()
+    app.extensions["demo.sessions"] = store
+    app.session_interface = ServerSessionInterface(store)
+    links = app_links(settings, name)
+
+    @app.context_processor
+    def layout() -> dict[str, Any]:
+        return {"app_name": name, "app_title": title, "tagline": tagline, "app_links": links}
+
+    @app.after_request
+    def no_store(response: Any) -> Any:
+        # Pages show personal data and carry the logout form's token: keep them out of caches.
+        if request.endpoint != "static":
+            response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
+
+    return app
+
+
+def get_store(app: Flask) -> SessionStore:
+    """Return the app's session store."""
+    store: SessionStore = app.extensions["demo.sessions"]
+    return store
+
+
+def is_enabled(value: Any) -> bool:
+    """Read a yes/no setting that may come from the environment as a string."""
+    if isinstance(value, str):
+        return value.strip().lower() not in FALSE_WORDS
+    return bool(value)
+
+
+def start_user_session(user: Mapping[str, Any]) -> None:
+    """Make ``user`` the signed-in user of a fresh session key, with a new logout-form token."""
+    session.clear()
+    if isinstance(session, ServerSession):
+        session.regenerate()
+    session["user"] = dict(user)
+    session["csrf_token"] = secrets.token_urlsafe(32)
+
+
+def end_user_session() -> None:
+    """Forget the signed-in user and move to a new session key."""
+    session.clear()
+    if isinstance(session, ServerSession):
+        session.regenerate()
+
+
+def require_csrf_token() -> None:
+    """Abort with 400 unless the form's ``csrf_token`` is this session's."""
+    expected = session.get("csrf_token")
+    given = request.form.get("csrf_token", "")
+    if not isinstance(expected, str) or not hmac.compare_digest(expected, given):
+        abort(400, "The form has expired; reload the page and try again.")
+
+
+def show_value(name: str, value: Any) -> str:
+    """Return a claim's value as text; times also in UTC."""
+    if name in TIME_CLAIMS and isinstance(value, int | float) and not isinstance(value, bool):
+        moment = datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return f"{value} ({moment})"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(item) for item in value)
+    return str(value)
+
+
+def section(
+    title: str, values: Mapping[str, Any] | Iterable[tuple[str, Any]], note: str = ""
+) -> dict[str, Any]:
+    """Return one table of the home page."""
+    items = values.items() if isinstance(values, Mapping) else values
+    return {
+        "title": title,
+        "note": note,
+        "rows": [(name, show_value(name, value)) for name, value in items],
+    }
+
+
+def render_home(*, protocol: str, sections: list[dict[str, Any]]) -> ResponseReturnValue:
+    """Render the page that says who is signed in and what the app received."""
+    return render_template(
+        "home.html",
+        user=session.get("user"),
+        protocol=protocol,
+        sections=sections,
+        csrf_token=session.get("csrf_token", ""),
+    )
+
+
+def render_error(status: int, heading: str, message: str) -> ResponseReturnValue:
+    """Render an error page with ``status``."""
+    return render_template("error.html", heading=heading, message=message), status
+
+
+def install_error_pages(app: Flask) -> None:
+    """Render HTTP errors with the app's layout (never a traceback or a bare page)."""
+
+    @app.errorhandler(400)
+    def bad_request(error: Any) -> ResponseReturnValue:
+        description = getattr(error, "description", "") or "The request was not understood."
+        return render_error(400, "Bad request", description)
+
+    @app.errorhandler(404)
+    def not_found(error: Any) -> ResponseReturnValue:
+        return render_error(404, "Not found", "There is no such page here.")
+
+    @app.errorhandler(500)
+    def server_error(error: Any) -> ResponseReturnValue:
+        return render_error(500, "Something went wrong", "The error was logged on the server.")

@@ -1,0 +1,226 @@
+"""Single Logout (Profiles §4.4): an SP's signed LogoutRequest ends the login session.
+
+The IdP answers with a signed LogoutResponse and can send LogoutRequests python3-saml accepts.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask
+from flask.testing import FlaskClient
+from lxml import etree
+from onelogin.saml2.utils import OneLogin_Saml2_Utils
+from sqlalchemy import select
+
+from idp import db
+from idp.models import LoginSession
+from idp.saml import storage
+from idp.saml import views
+from tests.conftest import TestUser
+from tests.helpers import saml
+
+OTHER = {
+    "entity_id": "https://other-sp.example.com/metadata",
+    "acs_url": "https://other-sp.example.com/acs",
+    "slo_url": "https://other-sp.example.com/slo",
+    "key": "other",
+}
+
+
+def signed_in(http: FlaskClient, settings: dict[str, Any]) -> Any:
+    response, request_id = saml.sso(http, settings)
+    auth = saml.process_response(settings, saml.read_form(response), request_id)
+    assert auth.get_errors() == [], auth.get_last_error_reason()
+    return auth
+
+
+def sp_logout_url(settings: dict[str, Any], session: Any, **options: Any) -> tuple[str, str]:
+    """Have the SP build its signed Redirect LogoutRequest; return (IdP path+query, ID)."""
+    auth = saml.sp_auth(settings, "https://sp.example.com/logout")
+    url = auth.logout(
+        return_to="/bye",
+        name_id=session.get_nameid(),
+        session_index=session.get_session_index(),
+        name_id_format=session.get_nameid_format(),
+        nq=session.get_nameid_nq(),
+        spnq=session.get_nameid_spnq(),
+        **options,
+    )
+    parts = urlsplit(url)
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == saml.IDP_SLO_URL
+    return f"{parts.path}?{parts.query}", auth.get_last_request_id()
+
+
+def login_state(app: Flask) -> list[bool]:
+    with app.app_context():
+        logins = db.get_session().scalars(select(LoginSession).order_by(LoginSession.id))
+        return [login.revoked_at is None for login in logins]
+
+
+def test_sp_initiated_logout_ends_the_session_everywhere(
+    app: Flask, http: FlaskClient, sp: dict[str, Any], logged_in: TestUser
+) -> None:
+    other = saml.sp_settings(http, **OTHER)
+    saml.register(app, other)
+    session = signed_in(http, sp)
+    signed_in(http, other)
+    path, request_id = sp_logout_url(sp, session)
+    response = http.get(path)
+    assert response.status_code == 302
+    location = response.headers["Location"]
+    assert location.startswith(saml.SLO_URL + "?SAMLResponse=")
+    answer = saml.sp_auth(sp, location)
+    answer.process_slo(request_id=request_id)
+    assert answer.get_errors() == [], answer.get_last_error_reason()
+    assert login_state(app) == [False]
+    # The other SP gets no new assertion without a new login.
+    response, _ = saml.sso(http, other)
+    assert response.status_code == 302 and urlsplit(response.headers["Location"]).path == "/login"
+    events = saml.audit_events(app, "saml_logout")
+    assert events[-1].rp == saml.SP_ENTITY_ID and events[-1].details["sessions_ended"] == 1
+
+
+def test_a_signed_post_logout_request_is_accepted(
+    app: Flask, http: FlaskClient, sp: dict[str, Any], logged_in: TestUser
+) -> None:
+    session = signed_in(http, sp)
+    request = etree.Element(
+        f"{{{saml.NS['samlp']}}}LogoutRequest",
+        nsmap={"samlp": saml.NS["samlp"], "saml": saml.NS["saml"]},
+        ID="_post-logout",
+        Version="2.0",
+        IssueInstant=saml.now_instant(),
+        Destination=saml.IDP_SLO_URL,
+    )
+    etree.SubElement(request, f"{{{saml.NS['saml']}}}Issuer").text = saml.SP_ENTITY_ID
+    name_id = etree.SubElement(request, f"{{{saml.NS['saml']}}}NameID", Format=saml.PERSISTENT)
+    name_id.text = session.get_nameid()
+    index = etree.SubElement(request, f"{{{saml.NS['samlp']}}}SessionIndex")
+    index.text = session.get_session_index()
+    response = http.post(
+        "/saml/slo",
+        data={"SAMLRequest": base64.b64encode(saml.sign_xml(request)).decode()},
+    )
+    assert response.status_code == 302
+    answer = saml.sp_auth(sp, response.headers["Location"])
+    answer.process_slo(request_id="_post-logout")
+    assert answer.get_errors() == [], answer.get_last_error_reason()
+    assert login_state(app) == [False]
+
+
+def assert_refused(app: Flask, response: Any, before: dict[str, int], message: str) -> None:
+    assert response.status_code == 400, response.data[:300]
+    assert message in html.unescape(response.data.decode())
+    assert login_state(app) == [True]  # the session lives on
+    assert saml.counts(app) == before
+
+
+def test_a_logout_request_with_a_bad_signature_is_refused(
+    app: Flask, http: FlaskClient, sp: dict[str, Any], logged_in: TestUser
+) -> None:
+    session = signed_in(http, sp)
+    before = saml.counts(app)
+    path, _ = sp_logout_url(sp, session)
+    signature = path.rsplit("&Signature=", 1)[1]
+    forged = path.replace(signature, ("A" if signature[0] != "A" else "B") + signature[1:])
+    assert_refused(app, http.get(forged), before, "does not verify")
+    attacker = saml.sp_settings(http, key="attacker")
+    path, _ = sp_logout_url(attacker, session)
+    assert_refused(app, http.get(path), before, "does not verify")
+
+
+def test_an_unsigned_logout_request_is_refused(
+    app: Flask, http: FlaskClient, sp: dict[str, Any], logged_in: TestUser
+) -> None:
+    session = signed_in(http, sp)
+    before = saml.counts(app)
+    unsigned = saml.sp_settings(http, logoutRequestSigned=False)
+    path, _ = sp_logout_url(unsigned, session)
+    assert "Signature=" not in path
+    assert_refused(app, http.get(path), before, "must be signed")
+
+
+def test_a_replayed_logout_request_is_refused(
+    app: Flask, http: FlaskClient, sp: dict[str, Any], auth: Any, logged_in: TestUser
+) -> None:
+    session = signed_in(http, sp)
+    path, _ = sp_logout_url(sp, session)
+    assert http.get(path).status_code == 302
+    auth.login(logged_in.email, logged_in.password)
+    before = saml.counts(app)
+    response = http.get(path)
+    assert response.status_code == 400
+    assert "already used" in html.unescape(response.data.decode())
+    assert login_state(app) == [False, True]
+    assert saml.counts(app) == before
+
+
+def test_an_unknown_session_index_is_unknown_principal(
+    app: Flask, http: FlaskClient, sp: dict[str, Any], logged_in: TestUser
+) -> None:
+    session = signed_in(http, sp)
+    auth = saml.sp_auth(sp, "https://sp.example.com/logout")
+    url = auth.logout(name_id=session.get_nameid(), session_index="_not-a-session")
+    response = http.get(url.replace("http://idp.test", ""))
+    assert response.status_code == 302
+    answer = saml.sp_auth(sp, response.headers["Location"])
+    answer.process_slo(request_id=auth.get_last_request_id())
+    assert answer.get_errors() == ["logout_not_success"]
+    assert login_state(app) == [True]
+
+
+def test_the_idp_sends_logout_requests_the_sp_accepts(
+    app: Flask, http: FlaskClient, sp: dict[str, Any], logged_in: TestUser
+) -> None:
+    """What the cross-protocol logout calls: list_participants + logout_request_url."""
+    session = signed_in(http, sp)
+    with app.test_request_context():
+        login = db.get_session().scalar(select(LoginSession))
+        participants = storage.list_participants(login)
+        assert [p.sp_entity_id for p in participants] == [saml.SP_ENTITY_ID]
+        url = views.logout_request_url(participants[0], relay_state="/logout/next")
+    assert url is not None and url.startswith(saml.SLO_URL + "?SAMLRequest=")
+    sp_side = saml.sp_auth(sp, url)
+    back = sp_side.process_slo()
+    assert sp_side.get_errors() == [], sp_side.get_last_error_reason()
+    request_xml = etree.fromstring(sp_side.get_last_request_xml())
+    assert saml.value(request_xml, "saml:NameID") == session.get_nameid()
+    assert saml.value(request_xml, "samlp:SessionIndex") == session.get_session_index()
+    # The SP answers at /saml/slo; the IdP checks it and continues at RelayState.
+    parts = urlsplit(back)
+    response = http.get(f"{parts.path}?{parts.query}")
+    assert response.status_code == 302 and response.headers["Location"] == "/logout/next"
+    assert saml.audit_events(app, "saml_logout_response")[-1].details["status"].endswith(":Success")
+
+
+def test_send_logout_request_uses_the_sp_binding(
+    app: Flask, http: FlaskClient, logged_in: TestUser
+) -> None:
+    settings = saml.sp_settings(http)
+    settings["sp"]["singleLogoutService"]["binding"] = saml.ACS_BINDING_POST
+    saml.register(app, settings)
+    signed_in(http, settings)
+    with app.test_request_context():
+        login = db.get_session().scalar(select(LoginSession))
+        response = views.send_logout_request(storage.list_participants(login)[0])
+    assert response is not None
+    form = saml.read_form(response)
+    assert form.action == saml.SLO_URL
+    # python3-saml reads LogoutRequests from the Redirect binding only: check the POST one
+    # with its signature validator and the certificate from our metadata.
+    xml = base64.b64decode(form.fields["SAMLRequest"])
+    assert OneLogin_Saml2_Utils.validate_sign(
+        xml,
+        OneLogin_Saml2_Utils.format_cert(settings["idp"]["x509cert"]),
+        xpath="/samlp:LogoutRequest/ds:Signature",
+        raise_exceptions=True,
+    )
+    root = etree.fromstring(xml)
+    assert root.tag == f"{{{saml.NS['samlp']}}}LogoutRequest"
+    assert root.get("Destination") == saml.SLO_URL
+    reference = root.xpath("ds:Signature/ds:SignedInfo/ds:Reference/@URI", namespaces=saml.NS)
+    assert reference == ["#" + root.get("ID")]
