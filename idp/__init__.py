@@ -58,6 +58,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     session_service.init_app(app, settings)
     replay.init_app(app, settings)
     oidc_server.init_app(app, settings)
+    saml_views.init_app(app)
     errors.register_error_handlers(app)
     csrf.init_app(app)
     app.register_blueprint(session_views.bp)

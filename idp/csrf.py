@@ -27,7 +27,10 @@ def validate() -> None:
     """Abort with 400 unless the submitted form carries this session's token."""
     expected = session.get(_KEY)
     submitted = request.form.get(FIELD, "")
-    if not isinstance(expected, str) or not hmac.compare_digest(expected, submitted):
+    # Bytes: compare_digest refuses non-ASCII str, and a hostile form must not cause a 500.
+    if not isinstance(expected, str) or not hmac.compare_digest(
+        expected.encode(), submitted.encode()
+    ):
         abort(400, description="The form expired or did not come from this site. Please retry.")
 
 

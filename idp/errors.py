@@ -70,13 +70,15 @@ def _render(status: int, title: str, message: str) -> ResponseReturnValue:
     return page, status
 
 
+def render_http_error(error: HTTPException) -> ResponseReturnValue:
+    """Render an HTTP error (400, 404, 405, ...) as a small page, or JSON for API callers."""
+    status = error.code or 500
+    return _render(status, error.name, error.description or error.name)
+
+
 def register_error_handlers(app: Flask) -> None:
     """Render HTTP errors as small pages (or JSON) and hide unexpected exceptions."""
-
-    @app.errorhandler(HTTPException)
-    def handle_http(error: HTTPException) -> ResponseReturnValue:
-        status = error.code or 500
-        return _render(status, error.name, error.description or error.name)
+    app.errorhandler(HTTPException)(render_http_error)
 
     @app.errorhandler(ApiError)
     def handle_api(error: ApiError) -> ResponseReturnValue:

@@ -65,6 +65,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "db_backend" in metafunc.fixturenames:
         chosen = metafunc.config.getoption("--db")
         backends = BACKENDS if chosen == "all" else (chosen,)
+        # @pytest.mark.backends("postgresql"): a test of a feature one database lacks.
+        only = metafunc.definition.get_closest_marker("backends")
+        if only is not None:
+            backends = tuple(backend for backend in backends if backend in only.args)
         metafunc.parametrize("db_backend", backends, scope="session")
 
 

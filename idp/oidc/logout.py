@@ -89,7 +89,9 @@ def _post(uri: str, token: str, timeout: float) -> str | None:
     """POST one logout token; return None on success, else a short error."""
     body = urlencode({"logout_token": token}).encode()
     request = urllib.request.Request(  # noqa: S310 (registered http(s) URI)
-        uri, data=body, method="POST",
+        uri,
+        data=body,
+        method="POST",
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     try:
@@ -149,23 +151,37 @@ def _attempt(deliveries: Sequence[LogoutDelivery]) -> None:
         if error is None:
             delivery.delivered_at = now
             delivery.next_attempt_at = None
-            audit.record("backchannel_logout_delivered", sid=delivery.login.sid,
-                         user_id=delivery.login.user_id, rp=delivery.client_id,
-                         attempts=delivery.attempts)
+            audit.record(
+                "backchannel_logout_delivered",
+                sid=delivery.login.sid,
+                user_id=delivery.login.user_id,
+                rp=delivery.client_id,
+                attempts=delivery.attempts,
+            )
             continue
         delivery.last_error = error
         backoff = min(FIRST_RETRY * 2 ** (delivery.attempts - 1), MAX_RETRY_INTERVAL)
         if now + backoff >= delivery.give_up_at:
             delivery.failed_at = now
             delivery.next_attempt_at = None
-            audit.record("backchannel_logout_abandoned", sid=delivery.login.sid,
-                         user_id=delivery.login.user_id, rp=delivery.client_id,
-                         attempts=delivery.attempts, error=error)
+            audit.record(
+                "backchannel_logout_abandoned",
+                sid=delivery.login.sid,
+                user_id=delivery.login.user_id,
+                rp=delivery.client_id,
+                attempts=delivery.attempts,
+                error=error,
+            )
         else:
             delivery.next_attempt_at = now + backoff
-            audit.record("backchannel_logout_failed", sid=delivery.login.sid,
-                         user_id=delivery.login.user_id, rp=delivery.client_id,
-                         attempts=delivery.attempts, error=error)
+            audit.record(
+                "backchannel_logout_failed",
+                sid=delivery.login.sid,
+                user_id=delivery.login.user_id,
+                rp=delivery.client_id,
+                attempts=delivery.attempts,
+                error=error,
+            )
     db.get_session().commit()
 
 

@@ -18,12 +18,14 @@ from flask import jsonify
 from flask import render_template
 from flask import request
 from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from idp import audit
 from idp import csrf
 from idp import db
 from idp.attributes import SCOPES
+from idp.errors import render_http_error
 from idp.keys.store import get_key_store
 from idp.models.login import LoginSession
 from idp.oidc import discovery
@@ -59,6 +61,8 @@ JSON_ENDPOINTS = frozenset(
 def _server_error(error: Exception) -> ResponseReturnValue:
     import logging
 
+    if isinstance(error, HTTPException):  # aborts (CSRF, 404, ...) are not server errors
+        return render_http_error(error)
     logging.getLogger(__name__).exception("unhandled error on %s", request.path)
     if request.endpoint in JSON_ENDPOINTS:
         return {"error": "server_error"}, 500, {"Cache-Control": "no-store"}

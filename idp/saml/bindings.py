@@ -46,10 +46,6 @@ class InboundMessage:
     signature: bytes | None = None
     signed_octets: bytes | None = None
 
-    @property
-    def has_detached_signature(self) -> bool:
-        return self.signature is not None
-
 
 def validate_relay_state(relay_state: str | None) -> None:
     """Refuse a RelayState longer than 80 bytes (Bindings §3.4.3).

@@ -35,6 +35,7 @@ from idp.saml import NS_SAML
 from idp.saml import PROTOCOL
 from idp.saml.requests import METADATA_SCHEMA
 from idp.saml.requests import format_instant
+from idp.saml.requests import parse_boolean
 from idp.saml.requests import parse_instant
 from idp.saml.requests import parse_xml
 
@@ -173,10 +174,6 @@ def _certificate_pem(text: str | None) -> str:
     return certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
-def _boolean(value: str | None) -> bool:
-    return value is not None and value.strip() in ("true", "1")
-
-
 def _display_name(entity: etree._Element, sp: etree._Element, entity_id: str) -> str:
     mdui = "urn:oasis:names:tc:SAML:metadata:ui"
     xml_lang = "{http://www.w3.org/XML/1998/namespace}lang"
@@ -240,7 +237,7 @@ def parse_sp_metadata(data: bytes, now: datetime) -> SpMetadata:
                 "binding": BINDING_POST,
                 "location": _check_location(element.get("Location"), "AssertionConsumerService"),
                 "index": int(element.get("index") or 0),
-                "is_default": None if is_default is None else _boolean(is_default),
+                "is_default": None if is_default is None else parse_boolean(is_default),
             }
         )
     if not acs:
@@ -287,8 +284,8 @@ def parse_sp_metadata(data: bytes, now: datetime) -> SpMetadata:
         slo_endpoints=slo,
         signing_certificates=signing,
         encryption_certificates=encryption,
-        authn_requests_signed=_boolean(sp.get("AuthnRequestsSigned")),
-        want_assertions_signed=_boolean(sp.get("WantAssertionsSigned")),
+        authn_requests_signed=parse_boolean(sp.get("AuthnRequestsSigned")),
+        want_assertions_signed=parse_boolean(sp.get("WantAssertionsSigned")),
         name_id_formats=formats,
         wants_encryption=wants_encryption,
         xml=data.decode("utf-8", errors="replace"),

@@ -22,7 +22,8 @@ from idp.models.saml import ServiceProvider
 
 def get_service_provider(entity_id: str) -> ServiceProvider | None:
     """Return the enabled SP with this entity ID, or None."""
-    if not entity_id or len(entity_id) > 1024:
+    # PostgreSQL text cannot hold NUL: such a value names no SP (and must not reach SQL).
+    if not entity_id or len(entity_id) > 1024 or "\x00" in entity_id:
         return None
     sp = db.get_session().scalar(
         select(ServiceProvider).where(ServiceProvider.entity_id == entity_id)

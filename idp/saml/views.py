@@ -16,8 +16,10 @@ from typing import Any
 from typing import Final
 
 from flask import Blueprint
+from flask import Flask
 from flask import current_app
 from flask import g
+from flask import make_response
 from flask import redirect
 from flask import render_template
 from flask import request
@@ -35,12 +37,12 @@ from idp.errors import SamlRequestError
 from idp.errors import SamlStatusError
 from idp.keys.store import get_key_store
 from idp.models.login import LoginSession
+from idp.models.login import SessionParticipant
 from idp.models.saml import SamlSessionIndex
 from idp.models.saml import ServiceProvider
 from idp.models.user import User
 from idp.saml import BINDING_REDIRECT
 from idp.saml import LOGOUT_REASON_USER
-from idp.saml import NAMEID_EMAIL
 from idp.saml import NAMEID_FORMATS
 from idp.saml import NAMEID_PERSISTENT
 from idp.saml import NAMEID_TRANSIENT
@@ -56,6 +58,7 @@ from idp.saml import responses
 from idp.saml import signing
 from idp.saml import storage
 from idp.saml.bindings import InboundMessage
+from idp.sessions import logout as session_logout
 from idp.sessions import service as sessions
 from idp.settings import Settings
 
@@ -97,7 +100,8 @@ def _post_form(action: str, field: str, xml: bytes, relay_state: str | None) -> 
     )
     # The page carries a bearer assertion: never cached, never framed.
     headers = {"Cache-Control": "no-store", "Pragma": "no-cache", "X-Frame-Options": "DENY"}
-    return Response(page, 200, headers)
+    response: Response = make_response(page, 200, headers)  # text/html, as Flask's default
+    return response
 
 
 def _signing_key(now: datetime) -> tuple[str, str]:
@@ -114,17 +118,16 @@ def _receive() -> InboundMessage:
 def _verify_signature(
     sp: ServiceProvider, message: InboundMessage, root: etree._Element, *, required: bool
 ) -> None:
-    if message.signature is not None:
-        assert message.signed_octets is not None  # noqa: S101  (set together)
-        # Bindings §3.4.4.1: an XML signature "MUST be removed" before Redirect encoding.
-        if signing.has_signature(root):
-            raise SamlRequestError("A Redirect-bound message must not embed an XML signature.")
+    """Verify the message's signature, whatever the binding; refuse it unsigned if required."""
+    embedded = signing.has_signature(root)
+    # Bindings §3.4.4.1: an XML signature "MUST be removed" before Redirect encoding.
+    if embedded and message.binding == BINDING_REDIRECT:
+        raise SamlRequestError("A Redirect-bound message must not embed an XML signature.")
+    if message.signature is not None and message.signed_octets is not None:
         signing.verify_redirect_signature(
             message.signed_octets, message.signature, message.sig_alg, sp.signing_certificates
         )
-    elif signing.has_signature(root):
-        if message.binding == BINDING_REDIRECT:
-            raise SamlRequestError("A Redirect-bound message must not embed an XML signature.")
+    elif embedded:
         signing.verify_enveloped_signature(root, sp.signing_certificates)
     elif required:
         raise SamlRequestError("The request must be signed.")
@@ -266,11 +269,10 @@ def resume() -> ResponseReturnValue:
 
 @bp.route("/saml/sso/init")
 def idp_initiated() -> ResponseReturnValue:
-    entity_id = request.args.get("sp", "")
-    g.saml_rp = entity_id[:1024] or None
-    sp = storage.get_service_provider(entity_id)
+    sp = storage.get_service_provider(request.args.get("sp", ""))
     if sp is None:
         raise SamlRequestError("The service provider is not registered here.")
+    g.saml_rp = sp.entity_id
     relay_state = request.args.get("RelayState")
     bindings.validate_relay_state(relay_state)
     if relay_state is not None and relay_state not in sp.relay_states:
@@ -341,9 +343,8 @@ def _name_id(
         return storage.create_persistent_id(user.id, sp.entity_id, now), chosen
     if chosen == NAMEID_TRANSIENT:
         return f"_{secrets.token_hex(20)}", chosen
-    if chosen in (NAMEID_EMAIL, NAMEID_UNSPECIFIED):
-        return user.email, chosen
-    raise SamlStatusError(STATUS_INVALID_NAMEID_POLICY, "The NameID format is not supported.")
+    # emailAddress and unspecified: the e-mail address, which is the username here.
+    return user.email, chosen
 
 
 def _issue(sp: ServiceProvider, login: LoginSession, pending: PendingRequest) -> Response:
@@ -387,6 +388,7 @@ def _issue(sp: ServiceProvider, login: LoginSession, pending: PendingRequest) ->
     )
     if sp.sign_response:
         signing.sign(response, key_pem, cert_pem)
+    session_logout.join(login, "saml", sp.entity_id)
     audit.record(
         "assertion_issued",
         user_id=user.id,
@@ -501,13 +503,27 @@ def slo() -> ResponseReturnValue:
         known=bool(records),
     )
     db.get_session().commit()
-    return send_logout_response(
+    answer = send_logout_response(
         sp,
         in_response_to=logout.id,
         status=STATUS_SUCCESS if records else STATUS_UNKNOWN_PRINCIPAL,
         binding=message.binding,
         relay_state=message.relay_state,
     )
+    # The other participants of the session hear of it in hidden iframes (OIDC front-channel,
+    # SAML LogoutRequests) before the browser goes back to the SP with its LogoutResponse.
+    # OIDC back-channel logout already went out from revoke_login.
+    logins = {record.login.id: record.login for record in records}.values()
+    urls = [
+        url
+        for login in logins
+        for url in session_logout.front_channel_urls(login, initiator=sp.entity_id)
+    ]
+    if urls and answer.status_code == 302:
+        return render_template(
+            "sessions/logged_out.html", frontchannel_urls=urls, redirect_to=answer.location
+        )
+    return answer
 
 
 def send_logout_response(
@@ -524,7 +540,8 @@ def send_logout_response(
     """
     endpoint = _response_endpoint(sp, binding or BINDING_REDIRECT)
     if endpoint is None:
-        return Response(render_template("sessions/logged_out.html"), 200)
+        page: Response = make_response(render_template("sessions/logged_out.html"), 200)
+        return page
     response = responses.build_logout_response(
         idp_entity_id=_entity_id(),
         destination=endpoint[1],
@@ -611,3 +628,26 @@ def send_logout_request(
         return None
     endpoint, message = built
     return _deliver(record.sp, endpoint, "SAMLRequest", message, relay_state)
+
+
+def front_channel_urls(
+    login: LoginSession, participants: list[SessionParticipant], initiator: str | None
+) -> list[str]:
+    """Return signed Redirect LogoutRequest URLs for the SAML SPs of ``login`` (a FrontChannel).
+
+    ``participants`` are the session's SAML participants; ``initiator`` (an entity ID) started
+    the logout and is left out. SPs without an HTTP-Redirect SLO endpoint are skipped.
+    """
+    wanted = {participant.rp for participant in participants} - {initiator}
+    urls = []
+    for record in storage.list_participants(login):
+        if record.sp_entity_id in wanted:
+            url = logout_request_url(record, reason=LOGOUT_REASON_USER)
+            if url is not None:
+                urls.append(url)
+    return urls
+
+
+def init_app(app: Flask) -> None:
+    """Register SAML's part of the cross-protocol logout: front-channel LogoutRequests."""
+    session_logout.get_registry(app).front_channel["saml"] = front_channel_urls

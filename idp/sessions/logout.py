@@ -108,8 +108,9 @@ def front_channel_urls(login: LoginSession, *, initiator: str | None = None) -> 
     joined = [item for item in participants(login) if item.rp != initiator]
     urls: list[str] = []
     for protocol, builder in get_registry().front_channel.items():
-        urls.extend(builder(login, [item for item in joined if item.protocol == protocol],
-                            initiator))
+        urls.extend(
+            builder(login, [item for item in joined if item.protocol == protocol], initiator)
+        )
     return urls
 
 

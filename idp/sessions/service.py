@@ -243,10 +243,12 @@ def expire_stale_logins() -> list[LoginSession]:
     idle_cutoff = now - _settings().session_idle_timeout
     stale = list(
         db.get_session().scalars(
-            select(LoginSession).where(
+            select(LoginSession)
+            .where(
                 LoginSession.revoked_at.is_(None),
                 (LoginSession.expires_at <= now) | (LoginSession.last_seen_at <= idle_cutoff),
-            ).limit(500)
+            )
+            .limit(500)
         )
     )
     # Another worker's sweep may end some of them first: only ours go on to delivery.

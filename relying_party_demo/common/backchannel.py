@@ -65,8 +65,6 @@ def validate_logout_token(
             leeway=LEEWAY_SECONDS,
             options={"require": REQUIRED_CLAIMS},
         )
-    except jwt.PyJWKClientConnectionError:
-        raise KeysUnavailableError("the IdP's JWKS cannot be fetched") from None
     except (jwt.PyJWTError, ValueError) as error:
         raise LogoutTokenError(f"the logout_token is invalid: {type(error).__name__}") from None
     events = claims.get("events")

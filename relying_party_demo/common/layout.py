@@ -25,6 +25,7 @@ from relying_party_demo.common.store import SessionStore
 
 HERE = Path(__file__).resolve().parent
 TIME_CLAIMS = {"iat", "exp", "auth_time", "nbf", "updated_at"}
+FRAMEABLE_ENDPOINTS = {"sls"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 
 
@@ -60,7 +61,9 @@ def make_app(
         # Pages show personal data and carry the logout form's token: keep them out of caches.
         if request.endpoint != "static":
             response.headers.setdefault("Cache-Control", "no-store")
-        response.headers.setdefault("X-Frame-Options", "DENY")
+        # Front-channel logout loads the IdP-initiated SAML LogoutRequest in an IdP iframe.
+        if request.endpoint not in FRAMEABLE_ENDPOINTS:
+            response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         return response
 
@@ -109,6 +112,8 @@ def show_value(name: str, value: Any) -> str:
     if name in TIME_CLAIMS and isinstance(value, int | float) and not isinstance(value, bool):
         moment = datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         return f"{value} ({moment})"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, list | tuple):
         return ", ".join(str(item) for item in value)
     return str(value)

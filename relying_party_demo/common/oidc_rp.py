@@ -127,7 +127,7 @@ def create_oidc_app(
                 ),
                 section("UserInfo response", user["userinfo"], "From the userinfo endpoint."),
                 section(
-                    f"{rp.title}'s own session",
+                    f"Session kept by {rp.title}",
                     [
                         ("sid", user.get("sid") or "(none)"),
                         ("sub", user["sub"]),
@@ -239,9 +239,7 @@ def create_oidc_app(
             )
             claims = validate_logout_token(
                 token,
-                key_for=lambda raw: (
-                    jwks_client(metadata["jwks_uri"]).get_signing_key_from_jwt(raw).key
-                ),
+                key_for=signing_key,
                 issuer=metadata["issuer"],
                 client_id=client_id,
                 algorithms=algorithms,
@@ -264,11 +262,18 @@ def create_oidc_app(
         body = {"error": "invalid_request", "error_description": description}
         return body, 400, {"Cache-Control": "no-store"}
 
-    def jwks_client(uri: str) -> jwt.PyJWKClient:
-        client: jwt.PyJWKClient | None = app.extensions.get("demo.jwks")
-        if client is None or client.uri != uri:
-            client = jwt.PyJWKClient(uri, timeout=HTTP_TIMEOUT_SECONDS)
-            app.extensions["demo.jwks"] = client
-        return client
+    def signing_key(token: str) -> Any:
+        # The JWKS Authlib fetched to check ID tokens, refetched only for an unknown kid: the
+        # IdP may be busy sending this very logout and unable to serve /jwks meanwhile.
+        kid = jwt.get_unverified_header(token).get("kid")
+        for force in (False, True):
+            try:
+                keys = jwt.PyJWKSet.from_dict(idp.fetch_jwk_set(force=force)).keys
+            except requests.RequestException:
+                raise KeysUnavailableError("the IdP's JWKS cannot be fetched") from None
+            found = [key for key in keys if kid is None or key.key_id == kid]
+            if len(found) == 1:
+                return found[0].key
+        raise jwt.InvalidKeyError("no key of the IdP's JWKS matches the logout_token's kid")
 
     return app

@@ -148,6 +148,6 @@ def test_demo_users_can_log_in(fresh_app: Flask) -> None:
     from tests.conftest import AuthActions
 
     assert run(fresh_app, "init", "--demo").exit_code == 0
-    for email, _name, password, _admin in DEMO_USERS:
+    for email, _name, password, _admin, _groups in DEMO_USERS:
         auth = AuthActions(fresh_app.test_client())
         assert auth.login(email, password).status_code == 302, email

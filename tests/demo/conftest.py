@@ -208,7 +208,7 @@ def session_key(browser: requests.Session, cookie: str) -> str | None:
 
 
 def decode_id_token(idp: LiveIdp, token: str, audience: str) -> dict[str, Any]:
-    """Check an ID token with PyJWT against the IdP's /jwks (not with Authlib, which the app uses)."""
+    """Check an ID token with PyJWT against the IdP's /jwks (the app checked it with Authlib)."""
     key = jwt.PyJWKClient(f"{idp.url}/jwks").get_signing_key_from_jwt(token)
     claims: dict[str, Any] = jwt.decode(
         token, key.key, algorithms=["RS256", "ES256"], audience=audience, issuer=idp.url
@@ -247,12 +247,16 @@ def payroll(idp_server: LiveIdp, tmp_path_factory: pytest.TempPathFactory) -> It
         dispatcher.app = app
         metadata = tmp_path_factory.mktemp("payroll-metadata") / "payroll.xml"
         metadata.write_bytes(requests.get(f"{url}/saml/metadata", timeout=30).content)
-        registered = json.loads(idp_server.idp("sp", "add", "--metadata", str(metadata), "--json").stdout)
+        registered = json.loads(
+            idp_server.idp("sp", "add", "--metadata", str(metadata), "--json").stdout
+        )
         yield DemoApp(url, app, registered["entity_id"])
 
 
 def post_form(browser: requests.Session, page: requests.Response) -> requests.Response:
     """Submit the auto-posting form of ``page`` (SAML HTTP-POST binding), as a browser would."""
+    # A browser runs the auto-post script only on an HTML page; text/plain shows the source.
+    assert page.headers["Content-Type"].startswith("text/html"), page.headers["Content-Type"]
     match = FORM_ACTION.search(page.text)
     assert match, f"no form on {page.url}"
     action = urljoin(page.url, unescape(match.group(1)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from html import unescape
 from urllib.parse import parse_qs
 from urllib.parse import urljoin
 from urllib.parse import urlsplit
@@ -17,6 +18,7 @@ from tests.demo.conftest import hidden_fields
 from tests.demo.conftest import sign_in
 from tests.demo.conftest import stored_user
 
+CONTINUE_LINK = re.compile(r'<a[^>]*\sid="continue"[^>]*\shref="([^"]+)"')
 EMAIL_LINE = 'id="email">alice@example.com</strong>'
 
 
@@ -157,9 +159,17 @@ def test_log_out_starts_rp_initiated_logout_at_the_idp(
     assert query["state"][0]
     assert notes.store.load(old_key) is None
 
-    landing = browser.get(location, timeout=30)
+    landing = follow_logged_out_page(browser, browser.get(location, timeout=30))
 
     assert landing.url.startswith(f"{notes.url}/")
     assert "signed out of the identity provider" in landing.text
     # The IdP's session is over too: the next sign-in asks for the password.
     assert 'name="password"' in browser.get(f"{notes.url}/login", timeout=30).text
+
+
+def follow_logged_out_page(browser: requests.Session, page: requests.Response) -> requests.Response:
+    """Leave the IdP's logged-out page by its Continue link, as its script does in a browser."""
+    match = CONTINUE_LINK.search(page.text)
+    if match is None:
+        return page
+    return browser.get(unescape(match.group(1)), timeout=30)

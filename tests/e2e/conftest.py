@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 2
             with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 (loopback)
                 if response.status == 200:
                     return
+        except urllib.error.HTTPError:
+            return  # it answered (an app may refuse a cookie-less visitor): it is up
         except OSError:
             time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer within {timeout} s")

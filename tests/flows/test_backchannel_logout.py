@@ -358,6 +358,7 @@ def test_an_unreachable_receiver_is_recorded_not_raised(
     rx.assert_tokens_dead(http, client, tokens)
 
 
+@pytest.mark.backends("postgresql")
 def test_each_delivery_goes_to_one_retrier(
     app: Flask,
     http: FlaskClient,
@@ -368,8 +369,6 @@ def test_each_delivery_goes_to_one_retrier(
     db_backend: str,
 ) -> None:
     """Several IdP processes sweep at once: a row one holds is skipped by the others."""
-    if db_backend != "postgresql":
-        pytest.skip("row locks (SELECT ... FOR UPDATE SKIP LOCKED) exist on PostgreSQL only")
     from sqlalchemy import select
 
     from idp import db

@@ -84,8 +84,12 @@ def get_code(http: FlaskClient, client: Client, **params: str) -> str:
 
 
 def exchange(http: FlaskClient, client: Client, code: str, **form: str) -> Any:
-    data = {"grant_type": "authorization_code", "code": code,
-            "redirect_uri": client.redirect_uri, **form}
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": client.redirect_uri,
+        **form,
+    }
     if client.client_secret is None:
         data.setdefault("client_id", client.client_id)
         return http.post("/token", data=data)
@@ -98,8 +102,9 @@ def jwks_client_keys(http: FlaskClient) -> dict[str, jwt.PyJWK]:
     return {key["kid"]: jwt.PyJWK(key) for key in keys}
 
 
-def decode(http: FlaskClient, token: str, *, audience: str, issuer: str = "http://idp.test",
-           **options: Any) -> dict[str, Any]:
+def decode(
+    http: FlaskClient, token: str, *, audience: str, issuer: str = "http://idp.test", **options: Any
+) -> dict[str, Any]:
     """Verify a JWT with PyJWT against /jwks and return its claims."""
     header = jwt.get_unverified_header(token)
     key = jwks_client_keys(http)[header["kid"]]

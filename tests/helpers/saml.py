@@ -216,6 +216,7 @@ class _FormParser(HTMLParser):
 def read_form(response: Any) -> PostForm:
     """Parse the IdP's auto-submitting HTTP-POST form."""
     assert response.status_code == 200, response.data[:500]
+    assert response.mimetype == "text/html"  # browsers run the auto-post script on HTML only
     parser = _FormParser()
     parser.feed(response.data.decode())
     assert parser.action, "no form in the page"
@@ -267,6 +268,32 @@ def authn_request(
     for name, value in attributes.items():
         root.set(name, value)
     etree.SubElement(root, f"{{{NS['saml']}}}Issuer").text = issuer
+    return root
+
+
+def logout_request(
+    *,
+    name_id: str,
+    session_index: str | None = None,
+    issuer: str = SP_ENTITY_ID,
+    request_id: str | None = None,
+    destination: str = IDP_SLO_URL,
+    **attributes: str,
+) -> etree._Element:
+    """Build a LogoutRequest element as an SP would (unsigned)."""
+    root = etree.Element(
+        f"{{{NS['samlp']}}}LogoutRequest",
+        nsmap={"samlp": NS["samlp"], "saml": NS["saml"]},
+        ID=request_id or f"_{secrets.token_hex(16)}",
+        Version="2.0",
+        IssueInstant=now_instant(),
+        Destination=destination,
+        **attributes,
+    )
+    etree.SubElement(root, f"{{{NS['saml']}}}Issuer").text = issuer
+    etree.SubElement(root, f"{{{NS['saml']}}}NameID", Format=PERSISTENT).text = name_id
+    if session_index is not None:
+        etree.SubElement(root, f"{{{NS['samlp']}}}SessionIndex").text = session_index
     return root
 
 

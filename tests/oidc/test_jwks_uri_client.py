@@ -59,8 +59,9 @@ def test_keys_are_fetched_from_the_jwks_uri_and_cached(
 ) -> None:
     keys = KeyPair("RSA")
     jwks_server.body = keys.jwks
-    client = oidc.register(app, "Machine", token_endpoint_auth_method="private_key_jwt",
-                           jwks_uri=jwks_server.url)
+    client = oidc.register(
+        app, "Machine", token_endpoint_auth_method="private_key_jwt", jwks_uri=jwks_server.url
+    )
     for _ in range(2):
         response = http.post("/token", data=with_assertion(keys.assertion(client.client_id), **CC))
         assert response.status_code == 200, response.data
@@ -72,8 +73,9 @@ def test_a_jwks_uri_publishing_private_keys_is_not_trusted(
 ) -> None:
     keys = KeyPair("RSA")
     jwks_server.body = {"keys": [{**keys.jwks["keys"][0], "d": "private"}]}
-    client = oidc.register(app, "Machine", token_endpoint_auth_method="private_key_jwt",
-                           jwks_uri=jwks_server.url)
+    client = oidc.register(
+        app, "Machine", token_endpoint_auth_method="private_key_jwt", jwks_uri=jwks_server.url
+    )
     before = state_of(app)
     response = http.post("/token", data=with_assertion(keys.assertion(client.client_id), **CC))
     assert_invalid_client(response, basic=False)
@@ -82,8 +84,12 @@ def test_a_jwks_uri_publishing_private_keys_is_not_trusted(
 
 def test_an_unreachable_jwks_uri_is_invalid_client(app: Flask, http: FlaskClient) -> None:
     keys = KeyPair("RSA")
-    client = oidc.register(app, "Machine", token_endpoint_auth_method="private_key_jwt",
-                           jwks_uri="http://127.0.0.1:1/jwks")
+    client = oidc.register(
+        app,
+        "Machine",
+        token_endpoint_auth_method="private_key_jwt",
+        jwks_uri="http://127.0.0.1:1/jwks",
+    )
     response = http.post("/token", data=with_assertion(keys.assertion(client.client_id), **CC))
     assert_invalid_client(response, basic=False)
 

@@ -224,3 +224,45 @@ def test_misaddressed_or_stale_requests_are_refused(
     before = saml.counts(app)
     xml = etree.tostring(saml.authn_request(**options))
     assert_refused(app, http.post("/saml/sso", data=saml.post_fields(xml)), before, message)
+
+
+def _query(xml: bytes, **extra: str) -> str:
+    query = saml.redirect_query(xml)
+    return query + "".join(f"&{name}={value}" for name, value in extra.items())
+
+
+def test_protocol_violations_are_refused(
+    app: Flask, http: FlaskClient, sp: dict[str, Any], logged_in: TestUser
+) -> None:
+    before = saml.counts(app)
+    request = etree.tostring(saml.authn_request())
+    signed = saml.sign_xml(saml.authn_request())
+    logout = etree.tostring(saml.logout_request(name_id="someone"))
+    index_and_url = etree.tostring(saml.authn_request(AssertionConsumerServiceIndex="0"))
+    cases: list[tuple[Any, str]] = [
+        (lambda: http.get(f"/saml/sso?{saml.redirect_query(request)}&SAMLRequest=x"), "repeated"),
+        (lambda: http.get(f"/saml/sso?{_query(request, Signature='AAAA')}"), "has no SigAlg"),
+        (lambda: http.get(f"/saml/sso?{saml.redirect_query(signed)}"), "must not embed"),
+        (
+            lambda: http.get(f"/saml/sso?{saml.redirect_query(request, field='SAMLResponse')}"),
+            "Send an AuthnRequest",
+        ),
+        (lambda: http.post("/saml/sso", data={"SAMLRequest": ["a", "b"]}), "is repeated"),
+        (
+            lambda: http.post("/saml/sso", data=saml.post_fields(index_and_url)),
+            "excludes the URL",
+        ),
+        (lambda: http.post("/saml/sso", data=saml.post_fields(logout)), "Expected a samlp:Authn"),
+    ]
+    for send, message in cases:
+        assert_refused(app, send(), before, message)
+
+
+def test_an_issuer_that_is_not_an_entity_id_is_refused(
+    app: Flask, http: FlaskClient, sp: dict[str, Any], logged_in: TestUser
+) -> None:
+    before = saml.counts(app)
+    root = saml.authn_request()
+    root.find(f"{{{saml.NS['saml']}}}Issuer").set("Format", saml.EMAIL)
+    response = http.post("/saml/sso", data=saml.post_fields(etree.tostring(root)))
+    assert_refused(app, response, before, "must be an entity ID")

@@ -76,3 +76,5 @@ def test_an_unknown_sp_is_refused(
     response = http.get(init_url("https://unknown.example.com/metadata"))
     assert_refused(app, response, before, "not registered")
     assert_refused(app, http.get("/saml/sso/init"), before, "not registered")
+    # A NUL byte cannot reach PostgreSQL (it would be a 500, not a refusal).
+    assert_refused(app, http.get("/saml/sso/init?sp=%00"), before, "not registered")

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 from flask.testing import FlaskClient
+from itsdangerous import URLSafeSerializer
 
 from tests.conftest import AuthActions
 from tests.conftest import Clock
@@ -53,15 +54,25 @@ def test_the_request_survives_the_login_and_is_answered_once(
 
 
 def test_a_forged_resume_link_is_refused(
-    app: Flask, http: FlaskClient, sp: dict[str, Any], logged_in: TestUser
+    app: Flask, http: FlaskClient, sp: dict[str, Any], auth: AuthActions, user: TestUser
 ) -> None:
-    response, _ = saml.sso(http, saml.sp_settings(http))
-    assert response.status_code == 200
+    response, _ = saml.sso(http, sp)
+    next_url, _ = login_redirect(response)
+    auth.login(user.email, user.password)
+    token = parse_qs(urlsplit(next_url).query)["request"][0]
+    payload, _, signature = token.rpartition(".")
+    forged_acs = URLSafeSerializer("not-the-secret-key", salt="idp.saml.pending-authn-request")
     before = saml.counts(app)
-    forged = http.get("/saml/sso/resume", query_string={"request": "eyJzcCI6ImV2aWwifQ.forged"})
-    assert forged.status_code == 400
-    assert "not valid" in forged.data.decode()
-    assert saml.counts(app) == before
+    for forged in (
+        payload[:-2] + ("A" if payload[-2] != "A" else "B") + payload[-1] + "." + signature,
+        forged_acs.dumps({"sp": saml.SP_ENTITY_ID, "acs_url": "https://evil.example.com/"}),
+        "",
+    ):
+        page = http.get("/saml/sso/resume", query_string={"request": forged})
+        assert page.status_code == 400
+        assert "not valid" in page.data.decode()
+        assert saml.counts(app) == before
+    assert saml.read_form(http.get(next_url)).action == saml.ACS_URL  # the genuine one works
 
 
 def test_a_pending_request_expires(

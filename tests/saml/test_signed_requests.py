@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import html
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -182,3 +186,56 @@ def test_a_signature_is_verified_even_when_not_required(
     signed = saml.sign_xml(saml.authn_request(), key="attacker")
     response = http.post("/saml/sso", data=saml.post_fields(signed))
     assert_refused(app, response, before, "does not verify")
+
+
+def test_an_ecdsa_redirect_signature_is_accepted(
+    app: Flask, http: FlaskClient, logged_in: TestUser
+) -> None:
+    """ECDSA-SHA256 over the raw query octets, the signature as XML DSig's r || s."""
+    from urllib.parse import quote_plus
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ec-sp.example.com")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    ec_body = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+    settings = saml.sp_settings(http)
+    rsa_body = "".join(line for line in saml.sp_key_pair()[1].splitlines() if "-----" not in line)
+    metadata = saml.sp_metadata(settings).decode().replace(rsa_body, ec_body)
+    assert ec_body in metadata
+    with app.app_context():
+        from idp.saml.commands import register_sp_metadata
+
+        register_sp_metadata(metadata.encode(), encrypt_assertion=False)
+
+    def signed_query(der: bool) -> str:
+        request = saml.authn_request()
+        query = saml.redirect_query(etree.tostring(request))
+        query += "&SigAlg=" + quote_plus("http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256")
+        signature = key.sign(query.encode(), ec.ECDSA(hashes.SHA256()))
+        if not der:
+            r, s = decode_dss_signature(signature)
+            signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        return f"{query}&Signature={quote_plus(base64.b64encode(signature).decode())}"
+
+    accepted_form = saml.read_form(http.get(f"/saml/sso?{signed_query(der=False)}"))
+    assert accepted_form.action == saml.ACS_URL
+    before = saml.counts(app)
+    # ASN.1 DER is not the XML Signature encoding of an ECDSA value: refused, not guessed.
+    assert_refused(app, http.get(f"/saml/sso?{signed_query(der=True)}"), before, "does not verify")

@@ -88,19 +88,11 @@ def test_a_signed_post_logout_request_is_accepted(
     app: Flask, http: FlaskClient, sp: dict[str, Any], logged_in: TestUser
 ) -> None:
     session = signed_in(http, sp)
-    request = etree.Element(
-        f"{{{saml.NS['samlp']}}}LogoutRequest",
-        nsmap={"samlp": saml.NS["samlp"], "saml": saml.NS["saml"]},
-        ID="_post-logout",
-        Version="2.0",
-        IssueInstant=saml.now_instant(),
-        Destination=saml.IDP_SLO_URL,
+    request = saml.logout_request(
+        name_id=session.get_nameid(),
+        session_index=session.get_session_index(),
+        request_id="_post-logout",
     )
-    etree.SubElement(request, f"{{{saml.NS['saml']}}}Issuer").text = saml.SP_ENTITY_ID
-    name_id = etree.SubElement(request, f"{{{saml.NS['saml']}}}NameID", Format=saml.PERSISTENT)
-    name_id.text = session.get_nameid()
-    index = etree.SubElement(request, f"{{{saml.NS['samlp']}}}SessionIndex")
-    index.text = session.get_session_index()
     response = http.post(
         "/saml/slo",
         data={"SAMLRequest": base64.b64encode(saml.sign_xml(request)).decode()},
@@ -224,3 +216,91 @@ def test_send_logout_request_uses_the_sp_binding(
     assert root.get("Destination") == saml.SLO_URL
     reference = root.xpath("ds:Signature/ds:SignedInfo/ds:Reference/@URI", namespaces=saml.NS)
     assert reference == ["#" + root.get("ID")]
+
+
+def test_logout_requests_from_strangers_or_too_late_are_refused(
+    app: Flask, http: FlaskClient, sp: dict[str, Any], logged_in: TestUser
+) -> None:
+    session = signed_in(http, sp)
+    before = saml.counts(app)
+    stranger = saml.logout_request(
+        name_id=session.get_nameid(), issuer="https://stranger.example.com/metadata"
+    )
+    response = http.post(
+        "/saml/slo", data={"SAMLRequest": base64.b64encode(saml.sign_xml(stranger)).decode()}
+    )
+    assert_refused(app, response, before, "not registered")
+    late = saml.logout_request(name_id=session.get_nameid(), NotOnOrAfter="2001-01-01T00:00:00Z")
+    response = http.post(
+        "/saml/slo", data={"SAMLRequest": base64.b64encode(saml.sign_xml(late)).decode()}
+    )
+    assert_refused(app, response, before, "has expired")
+
+
+def test_without_an_slo_endpoint_the_sp_sees_the_signed_out_page(
+    app: Flask, http: FlaskClient, logged_in: TestUser
+) -> None:
+    settings = saml.sp_settings(http)
+    metadata = saml.sp_metadata(settings)
+    root = etree.fromstring(metadata)
+    for element in root.xpath("//md:SingleLogoutService", namespaces=saml.NS):
+        element.getparent().remove(element)
+    from idp.saml.commands import register_sp_metadata
+
+    with app.app_context():
+        register_sp_metadata(etree.tostring(root))
+    session = signed_in(http, settings)
+    request = saml.logout_request(
+        name_id=session.get_nameid(), session_index=session.get_session_index()
+    )
+    response = http.post(
+        "/saml/slo", data={"SAMLRequest": base64.b64encode(saml.sign_xml(request)).decode()}
+    )
+    assert response.status_code == 200
+    assert response.mimetype == "text/html" and "signed out" in response.data.decode()
+    assert login_state(app) == [False]
+    with app.test_request_context():
+        login = db.get_session().scalar(select(LoginSession))
+        [participant] = storage.list_participants(login)
+        assert views.logout_request_url(participant) is None
+        assert views.send_logout_request(participant) is None
+
+
+def test_a_forged_logout_response_is_refused(
+    app: Flask, http: FlaskClient, sp: dict[str, Any], logged_in: TestUser
+) -> None:
+    signed_in(http, sp)
+    with app.test_request_context():
+        login = db.get_session().scalar(select(LoginSession))
+        url = views.logout_request_url(storage.list_participants(login)[0])
+    assert url is not None
+    attacker = saml.sp_settings(http, key="attacker")
+    sp_side = saml.sp_auth(attacker, url)
+    sp_side.set_strict(False)  # the attacker's SP does not care whose request it answers
+    back = urlsplit(sp_side.process_slo())
+    before = saml.counts(app)
+    response = http.get(f"{back.path}?{back.query}")
+    assert_refused(app, response, before, "does not verify")
+
+
+def test_front_channel_urls_reach_every_other_saml_sp(
+    app: Flask, http: FlaskClient, sp: dict[str, Any], logged_in: TestUser
+) -> None:
+    """The FrontChannel hook of the cross-protocol logout, for the SAML participants."""
+    from idp.sessions import logout as session_logout
+
+    other = saml.sp_settings(http, **OTHER)
+    saml.register(app, other)
+    signed_in(http, sp)
+    other_session = signed_in(http, other)
+    with app.test_request_context():
+        login = db.get_session().scalar(select(LoginSession))
+        joined = [p for p in session_logout.participants(login) if p.protocol == "saml"]
+        assert sorted(p.rp for p in joined) == sorted([saml.SP_ENTITY_ID, OTHER["entity_id"]])
+        urls = views.front_channel_urls(login, joined, saml.SP_ENTITY_ID)
+    assert len(urls) == 1 and urls[0].startswith(OTHER["slo_url"] + "?SAMLRequest=")
+    sp_side = saml.sp_auth(other, urls[0])
+    sp_side.process_slo()
+    assert sp_side.get_errors() == [], sp_side.get_last_error_reason()
+    request_xml = etree.fromstring(sp_side.get_last_request_xml())
+    assert saml.value(request_xml, "samlp:SessionIndex") == other_session.get_session_index()

@@ -193,6 +193,29 @@ def test_replace_updates_an_existing_sp(app: Flask, tmp_path: Path) -> None:
             ["--no-sign-response", "--no-sign-assertion"],
             "must be signed",
         ),
+        (
+            b'<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata">'
+            + metadata_xml().split(b"?>", 1)[1]
+            + metadata_xml(entity_id="https://second.example.com/sp").split(b"?>", 1)[1]
+            + b"</md:EntitiesDescriptor>",
+            [],
+            "not an aggregate",
+        ),
+        (
+            metadata_xml().replace(b'entityID="', b'validUntil="2001-01-01T00:00:00Z" entityID="'),
+            [],
+            "expired",
+        ),
+        (
+            metadata_xml(extra="").replace(b"<ds:X509Certificate>", b"<ds:X509Certificate>AAAA", 1),
+            [],
+            "no valid X.509 certificate",
+        ),
+        (
+            metadata_xml().replace(b"urn:oasis:names:tc:SAML:2.0:protocol", b"urn:example:v1"),
+            [],
+            "SPSSODescriptor",
+        ),
     ],
     ids=[
         "xxe",
@@ -203,6 +226,10 @@ def test_replace_updates_an_existing_sp(app: Flask, tmp_path: Path) -> None:
         "attribute",
         "relay-state",
         "unsigned",
+        "aggregate",
+        "expired",
+        "certificate",
+        "no-saml2-sp",
     ],
 )
 def test_bad_metadata_or_settings_store_nothing(
