@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import secrets
 from dataclasses import dataclass
@@ -17,23 +16,12 @@ from idp.errors import InvalidInputError
 from idp.models.oidc import OAuthClient
 from idp.models.oidc import hash_secret
 from idp.oidc import storage
+from idp.uris import is_loopback
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 ID_TOKEN_ALGS = ("RS256", "ES256")
 DEFAULT_SCOPE = "openid profile email groups offline_access"
 MIN_SECRET_LENGTH = 32
-
-
-def is_loopback(host: str | None) -> bool:
-    """Return whether ``host`` is localhost or a loopback IP."""
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def validate_redirect_uri(uri: str, *, what: str = "redirect URI") -> str:

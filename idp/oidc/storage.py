@@ -118,8 +118,8 @@ def claim_code(code_id: int, now: datetime) -> bool:
     return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
 
 
-def claim_rotation(token_id: int, now: datetime) -> bool:
-    """Mark a live refresh token rotated; return whether this caller won it."""
+def _update_live_token(token_id: int, **values: datetime) -> bool:
+    # One conditional UPDATE: of two concurrent callers exactly one sees rowcount 1.
     result = db.get_session().execute(
         update(OAuthToken)
         .where(
@@ -127,23 +127,19 @@ def claim_rotation(token_id: int, now: datetime) -> bool:
             OAuthToken.rotated_at.is_(None),
             OAuthToken.revoked_at.is_(None),
         )
-        .values(rotated_at=now)
+        .values(**values)
     )
     return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
+
+
+def claim_rotation(token_id: int, now: datetime) -> bool:
+    """Mark a live refresh token rotated; return whether this caller won it."""
+    return _update_live_token(token_id, rotated_at=now)
 
 
 def revoke_unused_token(token_id: int, now: datetime) -> bool:
     """Revoke a token that is neither revoked nor rotated; return whether this caller did."""
-    result = db.get_session().execute(
-        update(OAuthToken)
-        .where(
-            OAuthToken.id == token_id,
-            OAuthToken.rotated_at.is_(None),
-            OAuthToken.revoked_at.is_(None),
-        )
-        .values(revoked_at=now)
-    )
-    return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
+    return _update_live_token(token_id, revoked_at=now)
 
 
 def revoke_family(family_id: str, now: datetime) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +37,7 @@ from idp.saml.requests import format_instant
 from idp.saml.requests import parse_boolean
 from idp.saml.requests import parse_instant
 from idp.saml.requests import parse_xml
+from idp.uris import is_loopback
 
 # SPs that honour validUntil refetch at least this often; cacheDuration is shorter.
 METADATA_VALID_FOR: Final = timedelta(days=7)
@@ -140,21 +140,12 @@ class SpMetadata:
     xml: str
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _check_location(location: str | None, what: str) -> str:
     if not location or len(location) > MAX_LOCATION_LENGTH:
         raise InvalidInputError(f"SP metadata: {what} has no usable Location")
     parts = urlsplit(location)
     # Assertions are bearer credentials: never over plain HTTP except to this machine.
-    if parts.scheme == "http" and _is_loopback(parts.hostname or ""):
+    if parts.scheme == "http" and is_loopback(parts.hostname):
         return location
     if parts.scheme != "https" or not parts.hostname or parts.fragment:
         raise InvalidInputError(

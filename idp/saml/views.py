@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import asdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -90,13 +91,20 @@ def _refused(error: SamlRequestError) -> ResponseReturnValue:
     return page, 400, {"Cache-Control": "no-store"}
 
 
-def _post_form(action: str, field: str, xml: bytes, relay_state: str | None) -> Response:
+def _post_form(
+    action: str,
+    field: str,
+    xml: bytes,
+    relay_state: str | None,
+    frontchannel_urls: Sequence[str] = (),
+) -> Response:
     page = render_template(
         "saml/post_form.html",
         action=action,
         field=field,
         value=bindings.encode_post(xml),
         relay_state=relay_state,
+        frontchannel_urls=list(frontchannel_urls),
     )
     # The page carries a bearer assertion: never cached, never framed.
     headers = {"Cache-Control": "no-store", "Pragma": "no-cache", "X-Frame-Options": "DENY"}
@@ -443,8 +451,12 @@ def _deliver(
     field: str,
     message: etree._Element,
     relay_state: str | None,
+    frontchannel_urls: Sequence[str] = (),
 ) -> Response:
-    """Send a signed message to the SP over ``endpoint`` = (binding, URL)."""
+    """Send a signed message to the SP over ``endpoint`` = (binding, URL).
+
+    ``frontchannel_urls`` are loaded in hidden iframes first (logout of other participants).
+    """
     binding, location = endpoint
     key_pem, cert_pem = _signing_key(db.now())
     if binding == BINDING_REDIRECT:
@@ -456,9 +468,16 @@ def _deliver(
             signing.RSA_SHA256,
             lambda octets: signing.sign_redirect_query(octets, key_pem),
         )
+        if frontchannel_urls:
+            page = render_template(
+                "sessions/logged_out.html",
+                frontchannel_urls=list(frontchannel_urls),
+                redirect_to=url,
+            )
+            return make_response(page, 200)
         return redirect(url, 302)
     signing.sign(message, key_pem, cert_pem)
-    return _post_form(location, field, signing.serialize(message), relay_state)
+    return _post_form(location, field, signing.serialize(message), relay_state, frontchannel_urls)
 
 
 def _response_endpoint(sp: ServiceProvider, binding: str) -> tuple[str, str] | None:
@@ -503,13 +522,6 @@ def slo() -> ResponseReturnValue:
         known=bool(records),
     )
     db.get_session().commit()
-    answer = send_logout_response(
-        sp,
-        in_response_to=logout.id,
-        status=STATUS_SUCCESS if records else STATUS_UNKNOWN_PRINCIPAL,
-        binding=message.binding,
-        relay_state=message.relay_state,
-    )
     # The other participants of the session hear of it in hidden iframes (OIDC front-channel,
     # SAML LogoutRequests) before the browser goes back to the SP with its LogoutResponse.
     # OIDC back-channel logout already went out from revoke_login.
@@ -519,11 +531,14 @@ def slo() -> ResponseReturnValue:
         for login in logins
         for url in session_logout.front_channel_urls(login, initiator=sp.entity_id)
     ]
-    if urls and answer.status_code == 302:
-        return render_template(
-            "sessions/logged_out.html", frontchannel_urls=urls, redirect_to=answer.location
-        )
-    return answer
+    return send_logout_response(
+        sp,
+        in_response_to=logout.id,
+        status=STATUS_SUCCESS if records else STATUS_UNKNOWN_PRINCIPAL,
+        binding=message.binding,
+        relay_state=message.relay_state,
+        frontchannel_urls=urls,
+    )
 
 
 def send_logout_response(
@@ -533,14 +548,19 @@ def send_logout_response(
     status: str = STATUS_SUCCESS,
     binding: str | None = None,
     relay_state: str | None = None,
+    frontchannel_urls: Sequence[str] = (),
 ) -> Response:
     """Answer an SP's LogoutRequest with a signed LogoutResponse at its SLO endpoint.
 
-    Without an SLO endpoint, show the signed-out page instead.
+    Without an SLO endpoint, show the signed-out page instead. ``frontchannel_urls`` (the
+    other participants) are loaded in hidden iframes before the browser leaves.
     """
     endpoint = _response_endpoint(sp, binding or BINDING_REDIRECT)
     if endpoint is None:
-        page: Response = make_response(render_template("sessions/logged_out.html"), 200)
+        page: Response = make_response(
+            render_template("sessions/logged_out.html", frontchannel_urls=list(frontchannel_urls)),
+            200,
+        )
         return page
     response = responses.build_logout_response(
         idp_entity_id=_entity_id(),
@@ -549,7 +569,7 @@ def send_logout_response(
         now=db.now(),
         status=status,
     )
-    return _deliver(sp, endpoint, "SAMLResponse", response, relay_state)
+    return _deliver(sp, endpoint, "SAMLResponse", response, relay_state, frontchannel_urls)
 
 
 def _logout_response(message: InboundMessage) -> ResponseReturnValue:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,6 +30,7 @@ OTHER = {
     "slo_url": "https://other-sp.example.com/slo",
     "key": "other",
 }
+OTHER_SLO_PREFIX = OTHER["slo_url"] + "?SAMLRequest="
 
 
 def signed_in(http: FlaskClient, settings: dict[str, Any]) -> Any:
@@ -70,8 +72,14 @@ def test_sp_initiated_logout_ends_the_session_everywhere(
     signed_in(http, other)
     path, request_id = sp_logout_url(sp, session)
     response = http.get(path)
-    assert response.status_code == 302
-    location = response.headers["Location"]
+    # The other SP is signed out in a hidden iframe, then the browser returns to this SP.
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    frames = re.findall(r'<iframe class="frontchannel" src="([^"]+)"', page)
+    assert len(frames) == 1 and html.unescape(frames[0]).startswith(OTHER_SLO_PREFIX)
+    found = re.search(r'id="continue" href="([^"]+)"', page)
+    assert found is not None
+    location = html.unescape(found.group(1))
     assert location.startswith(saml.SLO_URL + "?SAMLResponse=")
     answer = saml.sp_auth(sp, location)
     answer.process_slo(request_id=request_id)
@@ -304,3 +312,41 @@ def test_front_channel_urls_reach_every_other_saml_sp(
     assert sp_side.get_errors() == [], sp_side.get_last_error_reason()
     request_xml = etree.fromstring(sp_side.get_last_request_xml())
     assert saml.value(request_xml, "samlp:SessionIndex") == other_session.get_session_index()
+
+
+def test_a_post_binding_logout_still_signs_out_the_other_participants(
+    app: Flask, http: FlaskClient, sp: dict[str, Any], logged_in: TestUser
+) -> None:
+    # An SP whose only SLO endpoint is HTTP-POST gets its LogoutResponse by a form, and the
+    # page that carries the form first frames the other participants' logout.
+    from idp import db
+    from idp.saml import storage
+
+    other = saml.sp_settings(http, **OTHER)
+    saml.register(app, other)
+    with app.app_context():
+        row = storage.get_service_provider(saml.SP_ENTITY_ID)
+        assert row is not None
+        row.slo_endpoints = [
+            {**endpoint, "binding": "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"}
+            for endpoint in row.slo_endpoints
+        ]
+        db.get_session().commit()
+    session = signed_in(http, sp)
+    signed_in(http, other)
+    request = saml.logout_request(
+        name_id=session.get_nameid(),
+        session_index=session.get_session_index(),
+        request_id="_post-logout-2",
+    )
+    response = http.post(
+        "/saml/slo",
+        data={"SAMLRequest": base64.b64encode(saml.sign_xml(request)).decode()},
+    )
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    frames = re.findall(r'<iframe class="frontchannel" src="([^"]+)"', page)
+    assert len(frames) == 1 and html.unescape(frames[0]).startswith(OTHER_SLO_PREFIX)
+    assert 'id="saml-post"' in page and 'name="SAMLResponse"' in page
+    assert page.index("<iframe") < page.index('getElementById("saml-post").submit()')
+    assert login_state(app) == [False]
