@@ -80,7 +80,7 @@ def parse_instant(value: str | None) -> datetime:
     """Parse an xs:dateTime in UTC (SAML Core §1.3.3).
 
     Raises:
-        SamlRequestError: missing or not a date-time.
+        SamlRequestError: missing, not a date-time, or out of range.
 
     """
     if not value:
@@ -91,7 +91,10 @@ def parse_instant(value: str | None) -> datetime:
         raise SamlRequestError("A SAML time is malformed.") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-14:00 is valid xs:dateTime, not a datetime
+        raise SamlRequestError("A SAML time is out of range.") from None
 
 
 def parse_boolean(value: str | None) -> bool:

@@ -25,9 +25,7 @@ def get_service_provider(entity_id: str) -> ServiceProvider | None:
     # PostgreSQL text cannot hold NUL: such a value names no SP (and must not reach SQL).
     if not entity_id or len(entity_id) > 1024 or "\x00" in entity_id:
         return None
-    sp = db.get_session().scalar(
-        select(ServiceProvider).where(ServiceProvider.entity_id == entity_id)
-    )
+    sp = find_service_provider(entity_id)
     return None if sp is None or sp.is_disabled else sp
 
 

@@ -445,8 +445,22 @@ def _send_status(sp: ServiceProvider, pending: PendingRequest, error: SamlStatus
 # -- single logout ------------------------------------------------------------------------------
 
 
+def _redirect_url(
+    location: str, field: str, message: etree._Element, relay_state: str | None
+) -> str:
+    """Return the HTTP-Redirect URL of ``message``, its query signed (Bindings §3.4.4.1)."""
+    key_pem, _ = _signing_key(db.now())
+    return bindings.encode_redirect(
+        location,
+        field,
+        signing.serialize(message),
+        relay_state,
+        signing.RSA_SHA256,
+        lambda octets: signing.sign_redirect_query(octets, key_pem),
+    )
+
+
 def _deliver(
-    sp: ServiceProvider,
     endpoint: tuple[str, str],
     field: str,
     message: etree._Element,
@@ -458,16 +472,8 @@ def _deliver(
     ``frontchannel_urls`` are loaded in hidden iframes first (logout of other participants).
     """
     binding, location = endpoint
-    key_pem, cert_pem = _signing_key(db.now())
     if binding == BINDING_REDIRECT:
-        url = bindings.encode_redirect(
-            location,
-            field,
-            signing.serialize(message),
-            relay_state,
-            signing.RSA_SHA256,
-            lambda octets: signing.sign_redirect_query(octets, key_pem),
-        )
+        url = _redirect_url(location, field, message, relay_state)
         if frontchannel_urls:
             page = render_template(
                 "sessions/logged_out.html",
@@ -476,7 +482,7 @@ def _deliver(
             )
             return make_response(page, 200)
         return redirect(url, 302)
-    signing.sign(message, key_pem, cert_pem)
+    signing.sign(message, *_signing_key(db.now()))
     return _post_form(location, field, signing.serialize(message), relay_state, frontchannel_urls)
 
 
@@ -504,7 +510,8 @@ def slo() -> ResponseReturnValue:
     now = db.now()
     requests.validate_destination(logout.destination, metadata.slo_url(_settings().issuer))
     requests.validate_fresh(logout.issue_instant, now)
-    if logout.not_on_or_after is not None and logout.not_on_or_after + requests.CLOCK_SKEW <= now:
+    # Skew subtracted from now, not added to a NotOnOrAfter that may be year 9999.
+    if logout.not_on_or_after is not None and logout.not_on_or_after <= now - requests.CLOCK_SKEW:
         raise SamlRequestError("The LogoutRequest has expired.")
     _remember_request("logout", sp.entity_id, logout.id, logout.issue_instant)
     records = storage.find_session_indexes(sp.entity_id, logout.name_id, logout.session_indexes)
@@ -569,7 +576,7 @@ def send_logout_response(
         now=db.now(),
         status=status,
     )
-    return _deliver(sp, endpoint, "SAMLResponse", response, relay_state, frontchannel_urls)
+    return _deliver(endpoint, "SAMLResponse", response, relay_state, frontchannel_urls)
 
 
 def _logout_response(message: InboundMessage) -> ResponseReturnValue:
@@ -594,12 +601,9 @@ def _logout_response(message: InboundMessage) -> ResponseReturnValue:
 
 
 def _logout_request(
-    record: SamlSessionIndex, binding: str | None, reason: str
-) -> tuple[tuple[str, str], etree._Element] | None:
-    endpoint = responses.logout_destination(record.sp, binding)
-    if endpoint is None:
-        return None
-    message = responses.build_logout_request(
+    record: SamlSessionIndex, endpoint: tuple[str, str], reason: str
+) -> etree._Element:
+    return responses.build_logout_request(
         record.sp,
         record.name_id,
         record.session_index,
@@ -609,7 +613,6 @@ def _logout_request(
         binding=endpoint[0],
         reason=reason,
     )
-    return endpoint, message
 
 
 def logout_request_url(
@@ -619,19 +622,11 @@ def logout_request_url(
 
     None when the SP registered no HTTP-Redirect SingleLogoutService.
     """
-    built = _logout_request(record, BINDING_REDIRECT, reason)
-    if built is None or built[0][0] != BINDING_REDIRECT:
+    endpoint = responses.logout_destination(record.sp, BINDING_REDIRECT)
+    if endpoint is None or endpoint[0] != BINDING_REDIRECT:
         return None
-    (_, location), message = built
-    key_pem, _ = _signing_key(db.now())
-    return bindings.encode_redirect(
-        location,
-        "SAMLRequest",
-        signing.serialize(message),
-        relay_state,
-        signing.RSA_SHA256,
-        lambda octets: signing.sign_redirect_query(octets, key_pem),
-    )
+    message = _logout_request(record, endpoint, reason)
+    return _redirect_url(endpoint[1], "SAMLRequest", message, relay_state)
 
 
 def send_logout_request(
@@ -643,11 +638,10 @@ def send_logout_request(
     then redirects to ``relay_state`` when it is a local path.
     """
     bindings.validate_relay_state(relay_state)
-    built = _logout_request(record, None, reason)
-    if built is None:
+    endpoint = responses.logout_destination(record.sp)
+    if endpoint is None:
         return None
-    endpoint, message = built
-    return _deliver(record.sp, endpoint, "SAMLRequest", message, relay_state)
+    return _deliver(endpoint, "SAMLRequest", _logout_request(record, endpoint, reason), relay_state)
 
 
 def front_channel_urls(

@@ -210,8 +210,11 @@ def test_redirect_data_that_is_not_deflate_is_refused(
         ({"issue_instant": "2001-01-01T00:00:00Z"}, "too old"),
         ({"issue_instant": "2999-01-01T00:00:00Z"}, "in the future"),
         ({"Version": "1.1"}, "Only SAML 2.0"),
+        # Valid xs:dateTime values that fall outside Python's datetime once moved to UTC.
+        ({"issue_instant": "9999-12-31T23:59:59-14:00"}, "out of range"),
+        ({"issue_instant": "0001-01-01T00:00:00+14:00"}, "out of range"),
     ],
-    ids=["destination", "stale", "future", "version"],
+    ids=["destination", "stale", "future", "version", "after-9999", "before-0001"],
 )
 def test_misaddressed_or_stale_requests_are_refused(
     app: Flask,

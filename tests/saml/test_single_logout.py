@@ -112,6 +112,26 @@ def test_a_signed_post_logout_request_is_accepted(
     assert login_state(app) == [False]
 
 
+def test_a_logout_request_valid_until_year_9999_is_accepted(
+    app: Flask, http: FlaskClient, sp: dict[str, Any], logged_in: TestUser
+) -> None:
+    session = signed_in(http, sp)
+    request = saml.logout_request(
+        name_id=session.get_nameid(),
+        request_id="_far-future",
+        NotOnOrAfter="9999-12-31T23:59:59Z",
+    )
+    response = http.post(
+        "/saml/slo",
+        data={"SAMLRequest": base64.b64encode(saml.sign_xml(request)).decode()},
+    )
+    assert response.status_code == 302
+    answer = saml.sp_auth(sp, response.headers["Location"])
+    answer.process_slo(request_id="_far-future")
+    assert answer.get_errors() == [], answer.get_last_error_reason()
+    assert login_state(app) == [False]
+
+
 def assert_refused(app: Flask, response: Any, before: dict[str, int], message: str) -> None:
     assert response.status_code == 400, response.data[:300]
     assert message in html.unescape(response.data.decode())
