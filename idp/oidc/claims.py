@@ -7,6 +7,9 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
+from flask import current_app
+
+from idp.attributes import BY_CLAIM
 from idp.attributes import claims_by_name
 from idp.attributes import claims_for_scopes
 from idp.models.login import LoginSession
@@ -14,18 +17,7 @@ from idp.models.oidc import OAuthClient
 from idp.models.user import User
 
 # Claims the `claims` request parameter may ask for (OIDC Core §5.5); others are ignored.
-REQUESTABLE = {
-    "name",
-    "given_name",
-    "family_name",
-    "preferred_username",
-    "updated_at",
-    "email",
-    "email_verified",
-    "groups",
-    "auth_time",
-    "acr",
-}
+REQUESTABLE = set(BY_CLAIM) | {"auth_time", "acr"}
 
 
 def sector_of(client: OAuthClient) -> str:
@@ -34,15 +26,16 @@ def sector_of(client: OAuthClient) -> str:
     return hosts[0] if len(hosts) == 1 else client.client_id
 
 
-def subject_for(user: User, client: OAuthClient | None, salt: str) -> str:
+def subject_for(user: User, client: OAuthClient | None) -> str:
     """Return ``sub``: the user's stable subject, or a pairwise one for pairwise clients."""
     if client is None or client.subject_type != "pairwise":
         return user.subject
+    salt: str = current_app.extensions["idp.oidc.salt"]
     digest = hashlib.sha256(f"{sector_of(client)}|{user.subject}|{salt}".encode()).hexdigest()
     return digest
 
 
-def parse_claims_request(raw: str | None) -> dict[str, Any] | None:
+def parse_claims_request(raw: str | None) -> dict[str, list[str]] | None:
     """Parse the ``claims`` parameter into ``{"userinfo": [...], "id_token": [...]}``.
 
     Raises:
@@ -65,17 +58,35 @@ def parse_claims_request(raw: str | None) -> dict[str, Any] | None:
     return result
 
 
+def scopes_of(claims_request: dict[str, list[str]] | None) -> set[str]:
+    """Return the scopes that release the claims a ``claims`` request names."""
+    names = {name for names in (claims_request or {}).values() for name in names}
+    return {BY_CLAIM[name].scope for name in names if name in BY_CLAIM}
+
+
+def within_scope(
+    claims_request: dict[str, list[str]] | None, scope: str
+) -> dict[str, list[str]] | None:
+    """Drop the requested claims whose scope is not in ``scope`` (consent is per scope)."""
+    if claims_request is None:
+        return None
+    allowed = set(scope.split())
+    return {
+        target: [name for name in names if name not in BY_CLAIM or BY_CLAIM[name].scope in allowed]
+        for target, names in claims_request.items()
+    }
+
+
 def build_userinfo(
     *,
     user: User,
     scope: str,
     client: OAuthClient | None,
-    salt: str,
     requested: list[str] | None = None,
 ) -> dict[str, Any]:
     """Return the userinfo claims for a token's scope plus requested claims (OIDC Core §5.3)."""
     scopes = set(scope.split())
-    claims: dict[str, Any] = {"sub": subject_for(user, client, salt)}
+    claims: dict[str, Any] = {"sub": subject_for(user, client)}
     claims.update(claims_for_scopes(user, scopes))
     if requested:
         claims.update(claims_by_name(user, set(requested)))
@@ -88,12 +99,11 @@ def build_id_token_claims(
     login: LoginSession,
     client: OAuthClient,
     scope: str,
-    salt: str,
     requested: list[str] | None = None,
     acr: str | None = None,
 ) -> dict[str, Any]:
     """Return the end-user claims of an ID token (the JOSE layer adds iss/aud/exp/iat/nonce)."""
-    claims = build_userinfo(user=user, scope=scope, client=client, salt=salt, requested=requested)
+    claims = build_userinfo(user=user, scope=scope, client=client, requested=requested)
     claims["sid"] = login.sid
     claims["auth_time"] = int(login.auth_time.timestamp())
     claims["azp"] = client.client_id

@@ -7,6 +7,7 @@ from typing import Any
 
 from idp.attributes import ATTRIBUTES
 from idp.attributes import SCOPES
+from idp.oidc.clients import ID_TOKEN_ALGS
 from idp.oidc.grants import CLIENT_AUTH_METHODS
 from idp.oidc.grants import CONFIDENTIAL_AUTH_METHODS
 from idp.settings import Settings
@@ -39,7 +40,7 @@ def build_metadata(
         "response_modes_supported": ["query", "form_post"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public", "pairwise"],
-        "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+        "id_token_signing_alg_values_supported": list(ID_TOKEN_ALGS),
         "userinfo_signing_alg_values_supported": ["none"],
         "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "token_endpoint_auth_signing_alg_values_supported": CLIENT_ASSERTION_ALGS,

@@ -32,6 +32,8 @@ from idp.models.user import User
 from idp.oidc import storage
 from idp.oidc.claims import build_id_token_claims
 from idp.oidc.claims import parse_claims_request
+from idp.oidc.claims import within_scope
+from idp.oidc.clients import AUTH_METHODS
 from idp.sessions.service import is_login_active
 
 AUTHORIZATION_CODE_TTL = timedelta(seconds=60)
@@ -42,8 +44,8 @@ MAX_PARAMETER_LENGTH = 2048
 MAX_ASSERTION_LENGTH = 8192
 # The width of AuthorizationCode.nonce: a longer nonce could not be stored.
 MAX_NONCE_LENGTH = 512
-CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
-CONFIDENTIAL_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+CLIENT_AUTH_METHODS = list(AUTH_METHODS)
+CONFIDENTIAL_AUTH_METHODS = [method for method in AUTH_METHODS if method != "none"]
 
 
 @dataclass
@@ -58,11 +60,6 @@ class EndUser:
 
     def get_user_id(self) -> str:
         return self.user.subject
-
-
-def _settings_salt() -> str:
-    salt: str = current_app.extensions["idp.oidc.salt"]
-    return salt
 
 
 def _parameter_name(name: str) -> str:
@@ -195,7 +192,10 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
                 nonce=payload.data.get("nonce"),
                 code_challenge=payload.data.get("code_challenge"),
                 code_challenge_method=payload.data.get("code_challenge_method"),
-                claims=parse_claims_request(payload.data.get("claims")),
+                # The client's registered scope bounds what it may name (OIDC Core §5.5).
+                claims=within_scope(
+                    parse_claims_request(payload.data.get("claims")), request.client.scope
+                ),
                 acr=end_user.acr,
                 created_at=now,
                 expires_at=now + AUTHORIZATION_CODE_TTL,
@@ -282,11 +282,11 @@ class _IdTokenMixin:
     def get_client_algorithm(self, client: OAuthClient) -> str:
         return client.id_token_signed_response_alg or "RS256"
 
-    def resolve_client_private_key(self, client: OAuthClient) -> dict[str, Any]:
+    def resolve_client_private_key(self, client: OAuthClient) -> Any:
         from idp.keys.store import get_key_store
 
         key = get_key_store().signing_key(self.get_client_algorithm(client), db.now())
-        return key.private_jwk
+        return key.jose_key
 
     def get_encode_header(self, client: OAuthClient) -> dict[str, Any]:
         from idp.keys.store import get_key_store
@@ -312,7 +312,6 @@ class _IdTokenMixin:
             login=user.login,
             client=user.client,
             scope=scope,
-            salt=_settings_salt(),
             requested=requested,
             acr=user.acr,
         )

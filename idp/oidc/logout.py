@@ -17,7 +17,6 @@ from authlib.oidc.rpinitiated import EndSessionEndpoint
 from flask import Flask
 from flask import current_app
 from joserfc import jwt
-from joserfc.jwk import import_key
 from joserfc.jws import extract_compact
 from sqlalchemy import Select
 from sqlalchemy import select
@@ -77,11 +76,11 @@ def issue_logout_token(client: OAuthClient, login: LoginSession) -> str:
         issuer=_settings().issuer,
         client_id=client.client_id,
         sid=login.sid,
-        sub=subject_for(login.user, client, current_app.extensions["idp.oidc.salt"]),
+        sub=subject_for(login.user, client),
         now=now,
     )
     header = {"alg": alg, "kid": key.kid, "typ": "logout+jwt"}
-    token: str = jwt.encode(header, claims, import_key(key.private_jwk))
+    token: str = jwt.encode(header, claims, key.jose_key)
     return token
 
 
@@ -226,13 +225,13 @@ def front_channel_urls(
     login: LoginSession, joined: list[SessionParticipant], initiator: str | None
 ) -> list[str]:
     """Return each participant's ``frontchannel_logout_uri`` with ``iss`` and ``sid``."""
+    query = urlencode({"iss": _settings().issuer, "sid": login.sid})
     urls = []
     for participant in joined:
         client = storage.get_client(participant.rp)
         if client is None or not client.frontchannel_logout_uri:
             continue
         separator = "&" if "?" in client.frontchannel_logout_uri else "?"
-        query = urlencode({"iss": _settings().issuer, "sid": login.sid})
         urls.append(f"{client.frontchannel_logout_uri}{separator}{query}")
     return urls
 

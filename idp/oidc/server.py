@@ -45,11 +45,6 @@ def _issuer() -> str:
     return settings.issuer
 
 
-def _salt() -> str:
-    salt: str = current_app.extensions["idp.oidc.salt"]
-    return salt
-
-
 class UnsupportedTokenTypeError(OAuth2Error):  # type: ignore[misc]
     """RFC 7009 §2.2.1 ``unsupported_token_type``: a 400 like every RFC 6749 §5.2 error."""
 
@@ -128,7 +123,7 @@ class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
         payload["aud"] = row.client_id
         payload["sub"] = row.client_id
         if row.user is not None:
-            payload["sub"] = subject_for(row.user, client, _salt())
+            payload["sub"] = subject_for(row.user, client)
         if row.login is not None:
             payload["sid"] = row.login.sid
         return {key: value for key, value in payload.items() if value is not None}

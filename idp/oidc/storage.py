@@ -81,11 +81,6 @@ def get_token_by_refresh_token(refresh_token: str) -> OAuthToken | None:
     )
 
 
-def get_child_token(token: OAuthToken) -> OAuthToken | None:
-    """Return the token issued by rotating ``token``, or None."""
-    return db.get_session().scalar(select(OAuthToken).where(OAuthToken.parent_id == token.id))
-
-
 def get_child_tokens(token: OAuthToken) -> list[OAuthToken]:
     """Return every token issued by rotating ``token`` (more than one after a retry)."""
     return list(

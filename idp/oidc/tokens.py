@@ -34,11 +34,6 @@ def _settings() -> Settings:
     return settings
 
 
-def _salt() -> str:
-    salt: str = current_app.extensions["idp.oidc.salt"]
-    return salt
-
-
 class TokenGenerator(BearerTokenGenerator):  # type: ignore[misc]
     """Mint RFC 9068 access tokens; a refresh token only for ``offline_access``."""
 
@@ -65,7 +60,7 @@ class TokenGenerator(BearerTokenGenerator):  # type: ignore[misc]
         if user is None:
             claims["sub"] = client.get_client_id()
         else:
-            claims["sub"] = subject_for(user.user, client, _salt())
+            claims["sub"] = subject_for(user.user, client)
             claims["sid"] = user.login.sid
             claims["auth_time"] = int(user.login.auth_time.timestamp())
             if user.acr or user.login.acr:
@@ -73,9 +68,8 @@ class TokenGenerator(BearerTokenGenerator):  # type: ignore[misc]
             if user.login.amr:
                 claims["amr"] = list(user.login.amr)
         header = {"alg": ACCESS_TOKEN_ALG, "typ": "at+jwt", "kid": key.kid}
-        from joserfc.jwk import import_key
 
-        token: str = jwt.encode(header, claims, import_key(key.private_jwk))
+        token: str = jwt.encode(header, claims, key.jose_key)
         return token
 
     def refresh_token(self, client: OAuthClient, grant_type: str, user: Any, scope: str) -> str:

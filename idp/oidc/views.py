@@ -33,6 +33,8 @@ from idp.oidc import registration
 from idp.oidc import storage
 from idp.oidc import tokens
 from idp.oidc.claims import build_userinfo
+from idp.oidc.claims import parse_claims_request
+from idp.oidc.claims import scopes_of
 from idp.oidc.grants import MAX_PARAMETER_LENGTH
 from idp.oidc.grants import AuthorizationCodeGrant
 from idp.oidc.grants import EndUser
@@ -216,7 +218,10 @@ def authorize() -> ResponseReturnValue:
                 login_hint=request.values.get("login_hint"),
             )
         client = grant.client
-        scopes = set(client.get_allowed_scope(grant.request.payload.scope or "").split())
+        # Claims named in the ``claims`` parameter need the consent their scopes need.
+        named = scopes_of(parse_claims_request(grant.request.payload.data.get("claims")))
+        requested = " ".join([grant.request.payload.scope or "", *sorted(named)])
+        scopes = set(client.get_allowed_scope(requested).split())
         if _needs_consent(login, client.client_id, scopes, client.is_trusted):
             if "none" in prompts:
                 raise ConsentRequiredError(
@@ -337,7 +342,6 @@ def userinfo() -> ResponseReturnValue:
         user=row.user,
         scope=row.scope,
         client=client,
-        salt=current_app.extensions["idp.oidc.salt"],
         requested=(row.claims or {}).get("userinfo"),
     )
     response = jsonify(claims)

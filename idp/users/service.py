@@ -144,7 +144,6 @@ def set_password(user: User, password: str, keep_login: LoginSession | None = No
     user.updated_at = db.now()
     audit.record("user_password_changed", user_id=user.id)
     revoke_user_sessions(user, reason="password_changed", keep=keep_login)
-    db.get_session().commit()
 
 
 def disable_user(email: str) -> User:

@@ -130,3 +130,27 @@ def test_claims_survive_the_login_redirect(app: Flask, http: FlaskClient, user: 
     body = oidc.exchange(http, client, code).get_json()
     id_token = oidc.decode(http, body["id_token"], audience=client.client_id)
     assert id_token["email"] == user.email
+
+
+def test_named_claims_stay_within_the_registered_scope(
+    app: Flask, http: FlaskClient, logged_in: TestUser
+) -> None:
+    # Registered for openid only: naming email or groups in `claims` must not release them.
+    client = oidc.register(app, is_trusted=False, scope="openid")
+    claims = json.dumps({"userinfo": {"email": None, "groups": None}, "id_token": {"email": None}})
+    code = oidc.get_code(http, client, scope="openid", claims=claims)
+    body = oidc.exchange(http, client, code).get_json()
+    id_token = oidc.decode(http, body["id_token"], audience=client.client_id)
+    info = http.get("/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert "email" not in id_token
+    assert set(info.get_json()) == {"sub"}
+
+
+def test_named_claims_are_part_of_what_the_user_consents_to(
+    app: Flask, http: FlaskClient, logged_in: TestUser
+) -> None:
+    client = oidc.register(app, is_trusted=False)
+    claims = json.dumps({"userinfo": {"email": None}})
+    page = oidc.authorize(http, client, scope="openid", claims=claims)
+    assert page.status_code == 200
+    assert b"Your e-mail address" in page.data
