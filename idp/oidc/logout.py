@@ -221,9 +221,7 @@ def deliver_due() -> int:
     return len(due)
 
 
-def front_channel_urls(
-    login: LoginSession, joined: list[SessionParticipant], initiator: str | None
-) -> list[str]:
+def front_channel_urls(login: LoginSession, joined: list[SessionParticipant]) -> list[str]:
     """Return each participant's ``frontchannel_logout_uri`` with ``iss`` and ``sid``."""
     query = urlencode({"iss": _settings().issuer, "sid": login.sid})
     urls = []

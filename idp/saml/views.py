@@ -644,15 +644,13 @@ def send_logout_request(
     return _deliver(endpoint, "SAMLRequest", _logout_request(record, endpoint, reason), relay_state)
 
 
-def front_channel_urls(
-    login: LoginSession, participants: list[SessionParticipant], initiator: str | None
-) -> list[str]:
+def front_channel_urls(login: LoginSession, participants: list[SessionParticipant]) -> list[str]:
     """Return signed Redirect LogoutRequest URLs for the SAML SPs of ``login`` (a FrontChannel).
 
-    ``participants`` are the session's SAML participants; ``initiator`` (an entity ID) started
-    the logout and is left out. SPs without an HTTP-Redirect SLO endpoint are skipped.
+    ``participants`` are the session's SAML participants to notify (the registry has already
+    left out the one that started the logout). SPs without a Redirect SLO endpoint are skipped.
     """
-    wanted = {participant.rp for participant in participants} - {initiator}
+    wanted = {participant.rp for participant in participants}
     urls = []
     for record in storage.list_participants(login):
         if record.sp_entity_id in wanted:

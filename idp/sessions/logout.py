@@ -28,7 +28,7 @@ MAINTENANCE_INTERVAL = timedelta(seconds=5)
 
 EndHandler = Callable[[LoginSession, list[SessionParticipant], str], None]
 AfterCommit = Callable[[Sequence[LoginSession]], None]
-FrontChannel = Callable[[LoginSession, list[SessionParticipant], str | None], list[str]]
+FrontChannel = Callable[[LoginSession, list[SessionParticipant]], list[str]]
 Periodic = Callable[[], object]
 
 
@@ -108,9 +108,7 @@ def front_channel_urls(login: LoginSession, *, initiator: str | None = None) -> 
     joined = [item for item in participants(login) if item.rp != initiator]
     urls: list[str] = []
     for protocol, builder in get_registry().front_channel.items():
-        urls.extend(
-            builder(login, [item for item in joined if item.protocol == protocol], initiator)
-        )
+        urls.extend(builder(login, [item for item in joined if item.protocol == protocol]))
     return urls
 
 

@@ -112,3 +112,36 @@ def decode(
         token, key=key, algorithms=[header["alg"]], audience=audience, issuer=issuer, **options
     )
     return claims
+
+
+def issue_tokens(http: FlaskClient, client: Client, scope: str) -> dict[str, Any]:
+    """Run the code flow (PKCE, fresh nonce) for the logged-in browser; return the tokens."""
+    verifier, challenge = pkce_pair()
+    code = get_code(
+        http,
+        client,
+        scope=scope,
+        nonce=secrets.token_urlsafe(8),
+        code_challenge=challenge,
+        code_challenge_method="S256",
+    )
+    response = exchange(http, client, code, code_verifier=verifier)
+    assert response.status_code == 200, response.data
+    body: dict[str, Any] = response.get_json()
+    return body
+
+
+def token_rows(app: Flask) -> list[tuple[Any, ...]]:
+    """Return every stored issuance's state: what a negative test must leave alone."""
+    from sqlalchemy import select
+
+    from idp import db
+    from idp.models.oidc import OAuthToken
+
+    with app.app_context():
+        rows = db.get_session().execute(
+            select(OAuthToken.id, OAuthToken.revoked_at, OAuthToken.rotated_at).order_by(
+                OAuthToken.id
+            )
+        )
+        return [tuple(row) for row in rows]

@@ -11,7 +11,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from idp import db
-from idp.models.oidc import OAuthToken
 from tests.conftest import AuthActions
 from tests.conftest import Clock
 from tests.conftest import TestUser
@@ -21,20 +20,7 @@ SCOPE = "openid profile email offline_access"
 
 
 def issue(http: FlaskClient, client: oidc.Client, scope: str = SCOPE) -> dict[str, Any]:
-    """Run the code flow for the logged-in browser and return the token response."""
-    verifier, challenge = oidc.pkce_pair()
-    code = oidc.get_code(
-        http,
-        client,
-        scope=scope,
-        nonce=secrets.token_urlsafe(8),
-        code_challenge=challenge,
-        code_challenge_method="S256",
-    )
-    response = oidc.exchange(http, client, code, code_verifier=verifier)
-    assert response.status_code == 200, response.data
-    body: dict[str, Any] = response.get_json()
-    return body
+    return oidc.issue_tokens(http, client, scope)
 
 
 def introspect(http: FlaskClient, caller: oidc.Client, token: str, **form: str) -> Any:
@@ -42,17 +28,6 @@ def introspect(http: FlaskClient, caller: oidc.Client, token: str, **form: str) 
     assert response.status_code == 200, response.data
     assert response.headers["Cache-Control"] == "no-store"
     return response.get_json()
-
-
-def token_rows(app: Flask) -> list[tuple[Any, ...]]:
-    """Return every stored issuance's state: what a negative test must leave alone."""
-    with app.app_context():
-        rows = db.get_session().execute(
-            select(OAuthToken.id, OAuthToken.revoked_at, OAuthToken.rotated_at).order_by(
-                OAuthToken.id
-            )
-        )
-        return [tuple(row) for row in rows]
 
 
 @pytest.fixture
@@ -181,9 +156,9 @@ def test_a_rotated_refresh_token_is_inactive(
 def test_unknown_and_garbage_tokens_are_inactive(
     app: Flask, http: FlaskClient, api: oidc.Client, tokens: dict[str, Any], token: str
 ) -> None:
-    before = token_rows(app)
+    before = oidc.token_rows(app)
     assert introspect(http, api, token) == {"active": False}
-    assert token_rows(app) == before
+    assert oidc.token_rows(app) == before
 
 
 def test_a_token_of_a_disabled_client_is_inactive(
@@ -214,15 +189,15 @@ def assert_invalid_client(response: Any) -> None:
 def test_no_client_authentication_is_invalid_client(
     app: Flask, http: FlaskClient, tokens: dict[str, Any]
 ) -> None:
-    before = token_rows(app)
+    before = oidc.token_rows(app)
     assert_invalid_client(http.post("/introspect", data={"token": tokens["access_token"]}))
-    assert token_rows(app) == before
+    assert oidc.token_rows(app) == before
 
 
 def test_wrong_secret_is_invalid_client(
     app: Flask, http: FlaskClient, api: oidc.Client, tokens: dict[str, Any]
 ) -> None:
-    before = token_rows(app)
+    before = oidc.token_rows(app)
     response = http.post(
         "/introspect",
         data={"token": tokens["access_token"]},
@@ -230,19 +205,19 @@ def test_wrong_secret_is_invalid_client(
     )
     assert_invalid_client(response)
     assert response.headers["WWW-Authenticate"].startswith("Basic ")
-    assert token_rows(app) == before
+    assert oidc.token_rows(app) == before
 
 
 def test_a_public_client_may_not_introspect(
     app: Flask, http: FlaskClient, tokens: dict[str, Any]
 ) -> None:
     public = oidc.register(app, "Wiki", token_endpoint_auth_method="none")
-    before = token_rows(app)
+    before = oidc.token_rows(app)
     response = http.post(
         "/introspect", data={"token": tokens["access_token"], "client_id": public.client_id}
     )
     assert_invalid_client(response)
-    assert token_rows(app) == before
+    assert oidc.token_rows(app) == before
 
 
 # -- the login session ended ----------------------------------------------------------------

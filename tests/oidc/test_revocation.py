@@ -19,20 +19,7 @@ SCOPE = "openid profile offline_access"
 
 
 def issue(http: FlaskClient, client: oidc.Client, scope: str = SCOPE) -> dict[str, Any]:
-    """Run the code flow for the logged-in browser and return the token response."""
-    verifier, challenge = oidc.pkce_pair()
-    code = oidc.get_code(
-        http,
-        client,
-        scope=scope,
-        nonce=secrets.token_urlsafe(8),
-        code_challenge=challenge,
-        code_challenge_method="S256",
-    )
-    response = oidc.exchange(http, client, code, code_verifier=verifier)
-    assert response.status_code == 200, response.data
-    body: dict[str, Any] = response.get_json()
-    return body
+    return oidc.issue_tokens(http, client, scope)
 
 
 def refresh(http: FlaskClient, client: oidc.Client, refresh_token: str) -> Any:
@@ -52,16 +39,6 @@ def is_active(http: FlaskClient, api: oidc.Client, token: str) -> bool:
     assert response.status_code == 200, response.data
     active: bool = response.get_json()["active"]
     return active
-
-
-def token_rows(app: Flask) -> list[tuple[Any, ...]]:
-    with app.app_context():
-        rows = db.get_session().execute(
-            select(OAuthToken.id, OAuthToken.revoked_at, OAuthToken.rotated_at).order_by(
-                OAuthToken.id
-            )
-        )
-        return [tuple(row) for row in rows]
 
 
 @pytest.fixture
@@ -146,12 +123,12 @@ def test_a_public_client_revokes_its_own_token(
 def test_another_clients_token_is_left_alone(
     app: Flask, http: FlaskClient, api: oidc.Client, tokens: dict[str, Any]
 ) -> None:
-    before = token_rows(app)
+    before = oidc.token_rows(app)
     for token in (tokens["access_token"], tokens["refresh_token"]):
         response = revoke(http, api, token)
         # RFC 7009 §2.2: 200 whatever happened, so the answer reveals nothing.
         assert response.status_code == 200
-    assert token_rows(app) == before
+    assert oidc.token_rows(app) == before
     assert is_active(http, api, tokens["access_token"])
     assert is_active(http, api, tokens["refresh_token"])
 
@@ -164,37 +141,37 @@ def test_another_clients_token_is_left_alone(
 def test_unknown_tokens_answer_200(
     app: Flask, http: FlaskClient, client: oidc.Client, tokens: dict[str, Any], token: str
 ) -> None:
-    before = token_rows(app)
+    before = oidc.token_rows(app)
     response = revoke(http, client, token)
     assert response.status_code == 200
-    assert token_rows(app) == before
+    assert oidc.token_rows(app) == before
 
 
 def test_unsupported_token_type_hint(
     app: Flask, http: FlaskClient, client: oidc.Client, api: oidc.Client, tokens: dict[str, Any]
 ) -> None:
-    before = token_rows(app)
+    before = oidc.token_rows(app)
     response = revoke(http, client, tokens["refresh_token"], token_type_hint="id_token")
     assert response.status_code == 400
     assert response.get_json()["error"] == "unsupported_token_type"
-    assert token_rows(app) == before
+    assert oidc.token_rows(app) == before
     assert is_active(http, api, tokens["refresh_token"])
 
 
 def test_missing_token_is_invalid_request(
     app: Flask, http: FlaskClient, client: oidc.Client, tokens: dict[str, Any]
 ) -> None:
-    before = token_rows(app)
+    before = oidc.token_rows(app)
     response = http.post("/revoke", data={}, auth=client.basic_auth)
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_request"
-    assert token_rows(app) == before
+    assert oidc.token_rows(app) == before
 
 
 def test_revocation_needs_client_authentication(
     app: Flask, http: FlaskClient, client: oidc.Client, api: oidc.Client, tokens: dict[str, Any]
 ) -> None:
-    before = token_rows(app)
+    before = oidc.token_rows(app)
     for credentials in (None, (client.client_id, "wrong-secret-" + "x" * 24)):
         response = http.post("/revoke", data={"token": tokens["refresh_token"]}, auth=credentials)
         assert response.status_code == 401, response.data
@@ -205,5 +182,5 @@ def test_revocation_needs_client_authentication(
     )
     assert response.status_code == 401
     assert response.get_json()["error"] == "invalid_client"
-    assert token_rows(app) == before
+    assert oidc.token_rows(app) == before
     assert is_active(http, api, tokens["refresh_token"])

@@ -325,7 +325,7 @@ def test_front_channel_urls_reach_every_other_saml_sp(
         login = db.get_session().scalar(select(LoginSession))
         joined = [p for p in session_logout.participants(login) if p.protocol == "saml"]
         assert sorted(p.rp for p in joined) == sorted([saml.SP_ENTITY_ID, OTHER["entity_id"]])
-        urls = views.front_channel_urls(login, joined, saml.SP_ENTITY_ID)
+        urls = session_logout.front_channel_urls(login, initiator=saml.SP_ENTITY_ID)
     assert len(urls) == 1 and urls[0].startswith(OTHER["slo_url"] + "?SAMLRequest=")
     sp_side = saml.sp_auth(other, urls[0])
     sp_side.process_slo()
