@@ -30,8 +30,11 @@ fmt: $(VENV)/.installed
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# `make demo DEMO_PORT_BASE=6000` moves the four servers to ports 6000-6003.
 demo: $(VENV)/.installed
-	$(BIN)/python -m relying_party_demo.run
+	@$(BIN)/python -m relying_party_demo.run
 
+# Start over: the database, the demo apps' data and the generated keys go; keys/README.md stays.
 clean:
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache .coverage
+	find keys -mindepth 1 ! -name README.md ! -name .gitignore -delete

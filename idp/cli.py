@@ -15,6 +15,10 @@ from flask.cli import ScriptInfo
 from sqlalchemy.exc import SQLAlchemyError
 
 from idp.errors import IdpError
+from idp.errors import InvalidInputError
+
+# FlaskGroup's own options: an operator has no app to pick, no .env to load, no debugger to start.
+FLASK_OPTIONS = frozenset({"app", "env_file", "debug"})
 
 
 def _translate(invoke: Callable[[], Any]) -> Any:
@@ -38,6 +42,22 @@ class IdpGroup(AppGroup):
         return super().group(*args, **kwargs)
 
 
+def read_stdin_line(what: str) -> str:
+    """Return one non-empty UTF-8 line from standard input, without its line ending.
+
+    Raises:
+        InvalidInputError: the line is empty or not UTF-8.
+
+    """
+    try:
+        line = sys.stdin.buffer.readline().decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise InvalidInputError(f"the {what} read from standard input is not UTF-8") from None
+    if not line:
+        raise InvalidInputError(f"the {what} read from standard input is empty")
+    return line
+
+
 def echo_json(value: Any) -> None:
     """Print ``value`` as JSON on stdout (every listing's ``--json``)."""
     click.echo(json.dumps(value, indent=2, default=str))
@@ -50,6 +70,10 @@ def _create_app() -> Flask:
 
 
 class _RootGroup(FlaskGroup):
+    def __init__(self, **extra: Any) -> None:
+        super().__init__(**extra)
+        self.params = [param for param in self.params if param.name not in FLASK_OPTIONS]
+
     def invoke(self, ctx: click.Context) -> Any:
         return _translate(lambda: super(_RootGroup, self).invoke(ctx))
 

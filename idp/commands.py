@@ -21,6 +21,10 @@ from idp.keys.store import get_key_store
 def init_command(demo: bool) -> None:
     """Create or upgrade the database and create signing keys if missing (safe to rerun)."""
     database = db.get_database()
+    keys = get_key_store()
+    # An unusable keys_dir or a key file gone missing is found before the database is touched.
+    keys.verify_keys(db.now())
+    db.create_sqlite_directory(database.engine)
     before = db.current_revision(database.engine)
     db.upgrade_database(database.engine)
     after = db.current_revision(database.engine)
@@ -28,7 +32,7 @@ def init_command(demo: bool) -> None:
         click.echo(f"Database is up to date (revision {after}).")
     else:
         click.echo(f"Database upgraded from {before or 'empty'} to revision {after}.")
-    created = get_key_store().ensure_keys(db.now())
+    created = keys.ensure_keys(db.now())
     for key in created:
         click.echo(f"Created {key.kind} key {key.kid}.")
     if not created:
@@ -57,6 +61,9 @@ class _Gunicorn:
             def load_config(self) -> None:
                 for key, value in options.items():
                     self.cfg.set(key, value)
+                # gunicorn 25+ opens a control socket under $HOME by default: nothing uses it.
+                if "control_socket_disable" in self.cfg.settings:
+                    self.cfg.set("control_socket_disable", True)
 
             def load(self) -> Flask:
                 return outer.app
@@ -90,6 +97,7 @@ def _post_fork(app: Flask) -> None:
 def serve_command(host: str, port: int, workers: int | None) -> None:
     """Run the production server (gunicorn)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    get_key_store().verify_keys(db.now())  # a missing key file stops start-up, not /jwks
     options = {
         "bind": f"{host}:{port}",
         "workers": workers or default_workers(),

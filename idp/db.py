@@ -24,6 +24,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
+from idp.errors import ConfigurationError
 from idp.settings import Settings
 
 NAMING_CONVENTION = {
@@ -68,15 +69,10 @@ def utcnow() -> datetime:
 
 
 def build_engine(database_url: str) -> Engine:
-    """Create an engine; SQLite gets foreign keys on and a directory for its file."""
+    """Create an engine (touching nothing on disk); SQLite gets foreign keys on."""
     url = make_url(database_url)
     options: dict[str, Any] = {"future": True}
-    if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            from pathlib import Path
-
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    else:
+    if url.get_backend_name() != "sqlite":
         options["pool_pre_ping"] = True
     engine = create_engine(url, **options)
     if url.get_backend_name() == "sqlite":
@@ -135,6 +131,24 @@ def _alembic_config(connection: Any) -> Any:
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     config.attributes["connection"] = connection
     return config
+
+
+def create_sqlite_directory(engine: Engine) -> None:
+    """Create the directory of a SQLite database file (``idp init`` only).
+
+    Other commands never do: one run with a mistyped database_url leaves no directories behind.
+    """
+    database = engine.url.database
+    if engine.url.get_backend_name() == "sqlite" and database and database != ":memory:":
+        from pathlib import Path
+
+        folder = Path(database).parent
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigurationError(
+                f"database_url: cannot create {folder}: {error.strerror}"
+            ) from None
 
 
 def upgrade_database(engine: Engine) -> None:

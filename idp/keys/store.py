@@ -128,6 +128,28 @@ def _write_private(path: Path, data: bytes) -> None:
         os.fsync(file.fileno())
 
 
+def build_certificate(
+    private: rsa.RSAPrivateKey, common_name: str, now: datetime
+) -> x509.Certificate:
+    """Build the self-signed certificate SAML metadata carries for ``private``."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + SAML_CERTIFICATE_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(private.public_key()),
+            critical=False,
+        )
+        .sign(private, hashes.SHA256())
+    )
+
+
 class KeyStore:
     """The RS256, ES256 and SAML signing keys of one ``keys_dir``, reloaded when it changes."""
 
@@ -200,7 +222,16 @@ class KeyStore:
             stat = self.keyring_path.stat()
         except FileNotFoundError:
             return None
+        except NotADirectoryError:
+            raise self._not_a_directory() from None
+        except OSError as error:
+            raise ConfigurationError(
+                f"{self.keyring_path}: cannot read: {error.strerror}"
+            ) from None
         return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+    def _not_a_directory(self) -> ConfigurationError:
+        return ConfigurationError(f"keys_dir: {self.keys_dir} is not a directory")
 
     def _read_records(self) -> tuple[tuple[int, int, int] | None, list[_Record]]:
         signature = self._stat_signature()
@@ -235,7 +266,10 @@ class KeyStore:
         try:
             return path.read_bytes()
         except FileNotFoundError:
-            raise ConfigurationError(f"{path}: key file is missing") from None
+            raise ConfigurationError(
+                f"{path}: key file is missing, though {KEYRING_FILE} lists it: restore it from "
+                f"a backup, or move {self.keys_dir}/ aside and run `idp init` for new keys"
+            ) from None
         except OSError as error:
             raise ConfigurationError(f"{path}: cannot read: {error.strerror}") from None
 
@@ -326,6 +360,17 @@ class KeyStore:
         """List every key with its state at ``now``, by kind then creation."""
         return self._states(self._refresh(), now)
 
+    def verify_keys(self, now: datetime) -> None:
+        """Load every published key, so a missing or broken key file is found now.
+
+        Raises:
+            ConfigurationError: ``keys_dir`` is unusable or a key file is missing or invalid.
+
+        """
+        for info in self.list_keys(now):
+            if info.is_published:
+                self._load_material(info)
+
     def has_keys(self) -> bool:
         """Return whether the keyring holds any key."""
         return bool(self._refresh())
@@ -398,7 +443,14 @@ class KeyStore:
     @contextmanager
     def _writing(self) -> Iterator[list[_Record]]:
         """Lock the keyring against other processes and yield its records, freshly read."""
-        self.keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            self.keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except FileExistsError:
+            raise self._not_a_directory() from None
+        except OSError as error:
+            raise ConfigurationError(
+                f"keys_dir: cannot create {self.keys_dir}: {error.strerror}"
+            ) from None
         fd = os.open(self.keys_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -438,22 +490,7 @@ class KeyStore:
             private = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_SIZE)
             key = RSAKey.import_key(private)
             kid = key.thumbprint()
-            name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.common_name)])
-            certificate = (
-                x509.CertificateBuilder()
-                .subject_name(name)
-                .issuer_name(name)
-                .public_key(private.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now)
-                .not_valid_after(now + SAML_CERTIFICATE_VALIDITY)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(
-                    x509.SubjectKeyIdentifier.from_public_key(private.public_key()),
-                    critical=False,
-                )
-                .sign(private, hashes.SHA256())
-            )
+            certificate = build_certificate(private, self.common_name, now)
             _write_private(self.keys_dir / f"{kid}.key.pem", key.as_pem(private=True))
             _write_private(
                 self.keys_dir / f"{kid}.crt.pem",

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import secrets
+import warnings
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 from urllib.parse import urlsplit
+
+from joserfc.errors import JoseError
+from joserfc.jwk import JWKRegistry
 
 from idp import audit
 from idp import db
@@ -55,10 +59,10 @@ def _validate_http_uri(uri: str, what: str) -> str:
 
 
 def load_jwks(text: str) -> dict[str, Any]:
-    """Parse a client's public JWK Set, refusing private members.
+    """Parse a client's public JWK Set: every key must be able to verify a signature.
 
     Raises:
-        InvalidInputError: not a JWK Set of public keys.
+        InvalidInputError: not a JWK Set of usable public keys.
 
     """
     try:
@@ -67,11 +71,23 @@ def load_jwks(text: str) -> dict[str, Any]:
         raise InvalidInputError("the JWKS is not valid JSON") from None
     if not isinstance(data, dict) or not isinstance(data.get("keys"), list) or not data["keys"]:
         raise InvalidInputError('the JWKS must be an object with a non-empty "keys" list')
-    for key in data["keys"]:
+    for number, key in enumerate(data["keys"], start=1):
         if not isinstance(key, dict) or "kty" not in key:
             raise InvalidInputError("every JWK needs a kty")
         if "d" in key:
             raise InvalidInputError("the JWKS holds a private key: register public keys only")
+        if key["kty"] == "oct":
+            raise InvalidInputError("the JWKS must hold public keys, not shared secrets")
+        # A key joserfc cannot import (missing n/e, x/y) would make every assertion fail;
+        # it also warns about weak keys: refuse them rather than accept them quietly.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                JWKRegistry.import_key(key)
+            except (JoseError, ValueError, TypeError, Warning):
+                raise InvalidInputError(
+                    f"JWK #{number} of the JWKS is not a usable public key"
+                ) from None
     return data
 
 
@@ -133,7 +149,7 @@ def register_client(spec: ClientSpec) -> tuple[OAuthClient, str | None]:
     ):
         if uri:
             _validate_http_uri(uri, what)
-    client_id = spec.client_id or secrets.token_urlsafe(16)
+    client_id = secrets.token_urlsafe(16) if spec.client_id is None else spec.client_id
     if not 1 <= len(client_id) <= 128 or not client_id.isprintable() or " " in client_id:
         raise InvalidInputError("the client_id must be 1 to 128 printable characters, no spaces")
     if storage.client_id_exists(client_id):

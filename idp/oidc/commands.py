@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from idp.cli import IdpGroup
 from idp.cli import echo_json
+from idp.cli import read_stdin_line
 from idp.errors import InvalidInputError
 from idp.oidc import storage
 from idp.oidc.clients import AUTH_METHODS
@@ -79,9 +79,7 @@ def add(
             jwks = load_jwks(jwks_file.read_text())
         except OSError as error:
             raise InvalidInputError(f"cannot read {jwks_file}: {error.strerror}") from None
-    secret = sys.stdin.readline().rstrip("\r\n") if secret_stdin else None
-    if secret_stdin and not secret:
-        raise InvalidInputError("the secret read from standard input is empty")
+    secret = read_stdin_line("secret") if secret_stdin else None
     client, issued_secret = register_client(
         ClientSpec(
             client_name=name,

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from idp.cli import IdpGroup
 from idp.cli import echo_json
-from idp.errors import InvalidInputError
+from idp.cli import read_stdin_line
 from idp.users import service
 
 cli = IdpGroup("user", help="Manage user accounts.")
-
-
-def _read_password() -> str:
-    # One line from stdin, without its line ending; an empty one is refused by the service.
-    line = sys.stdin.readline()
-    return line.rstrip("\r\n")
 
 
 @cli.command("add")
@@ -28,9 +20,7 @@ def _read_password() -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def add(email: str, name: str, password_stdin: bool, admin: bool, as_json: bool) -> None:
     """Create a user (without --password-stdin the account cannot log in with a password)."""
-    password = _read_password() if password_stdin else None
-    if password_stdin and not password:
-        raise InvalidInputError("the password read from standard input is empty")
+    password = read_stdin_line("password") if password_stdin else None
     user = service.add_user(email, name=name, password=password, is_admin=admin)
     if as_json:
         echo_json({"email": user.email, "name": user.name, "admin": user.is_admin})

@@ -1,0 +1,221 @@
+"""Bad input to the real ``idp`` console script: one line on stderr, exit 1, nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy import inspect
+
+from tests.cli.test_console_script import IDP
+from tests.cli.test_console_script import assert_one_line_error
+from tests.cli.test_console_script import free_port
+from tests.cli.test_console_script import idp
+from tests.conftest import create_postgres_database
+from tests.conftest import drop_postgres_database
+
+REDIRECT = "https://rp.example.com/callback"
+NOT_UTF8 = b"\xff\xfe not UTF-8 at all, and long enough to be a secret\n"
+
+
+@pytest.fixture
+def env(
+    db_backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[dict[str, str]]:
+    """The console script's environment, on an empty database of ``db_backend``."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("IDP_")}
+    values = {
+        **clean,
+        "IDP_KEYS_DIR": str(tmp_path / "keys"),
+        "IDP_INSTANCE_DIR": str(tmp_path / "instance"),
+        "IDP_SECRET_KEY": "console-test-secret-key",
+        "IDP_PASSWORD_HASH_TIME_COST": "1",
+        "IDP_PASSWORD_HASH_MEMORY_COST": "1024",
+        "IDP_PASSWORD_HASH_PARALLELISM": "1",
+    }
+    if db_backend == "sqlite":
+        yield {**values, "IDP_DATABASE_URL": f"sqlite:///{tmp_path / 'idp.sqlite3'}"}
+        return
+    admin_url: str = request.getfixturevalue("postgres_admin_url")
+    url = create_postgres_database(admin_url)
+    try:
+        yield {**values, "IDP_DATABASE_URL": url}
+    finally:
+        drop_postgres_database(admin_url, url)
+
+
+@pytest.fixture
+def initialised(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    result = idp("init", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return env
+
+
+def idp_with_bytes(
+    *args: str, env: dict[str, str], cwd: Path, stdin: bytes
+) -> subprocess.CompletedProcess[str]:
+    """Run the console script with raw bytes on stdin."""
+    result = subprocess.run(
+        [str(IDP), *args], env=env, cwd=cwd, input=stdin, capture_output=True, timeout=60
+    )
+    return subprocess.CompletedProcess(
+        result.args, result.returncode, result.stdout.decode(), result.stderr.decode()
+    )
+
+
+def database_tables(url: str) -> set[str]:
+    """Return the tables of the database at ``url`` (none when its SQLite file is missing)."""
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return set()
+    engine = create_engine(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def listed(what: str, env: dict[str, str], cwd: Path) -> list[dict[str, object]]:
+    result = idp(what, "list", "--json", env=env, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    rows: list[dict[str, object]] = json.loads(result.stdout)
+    return rows
+
+
+def test_password_that_is_not_utf8(initialised: dict[str, str], tmp_path: Path) -> None:
+    result = idp_with_bytes(
+        "user",
+        "add",
+        "carol@example.com",
+        "--name",
+        "Carol",
+        "--password-stdin",
+        env=initialised,
+        cwd=tmp_path,
+        stdin=NOT_UTF8,
+    )
+    line = assert_one_line_error(result, 1)
+    assert "password" in line and "UTF-8" in line
+    assert listed("user", initialised, tmp_path) == []
+
+
+def test_client_secret_that_is_not_utf8(initialised: dict[str, str], tmp_path: Path) -> None:
+    result = idp_with_bytes(
+        "client",
+        "add",
+        "Photos",
+        "--redirect-uri",
+        REDIRECT,
+        "--secret-stdin",
+        env=initialised,
+        cwd=tmp_path,
+        stdin=NOT_UTF8,
+    )
+    line = assert_one_line_error(result, 1)
+    assert "secret" in line and "UTF-8" in line
+    assert listed("client", initialised, tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        {"kty": "RSA"},
+        {"kty": "EC", "crv": "P-256"},
+        {"kty": "RSA", "n": "AQAB", "e": "AQAB"},
+        {"kty": "oct", "k": "c2VjcmV0LXNoYXJlZC13aXRoLXRoZS1pZHA"},
+        {"kty": "nonsense"},
+    ],
+    ids=["rsa-without-n-e", "ec-without-x-y", "rsa-garbage", "shared-secret", "unknown-kty"],
+)
+def test_jwks_that_can_never_verify(
+    initialised: dict[str, str], tmp_path: Path, key: dict[str, str]
+) -> None:
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [key]}))
+    result = idp(
+        "client",
+        "add",
+        "Photos",
+        "--redirect-uri",
+        REDIRECT,
+        "--auth-method",
+        "private_key_jwt",
+        "--jwks",
+        str(jwks),
+        env=initialised,
+        cwd=tmp_path,
+    )
+    line = assert_one_line_error(result, 1)
+    assert "JWK" in line
+    assert listed("client", initialised, tmp_path) == []
+
+
+def test_empty_client_id_is_refused_not_made_random(
+    initialised: dict[str, str], tmp_path: Path
+) -> None:
+    args = ("client", "add", "Photos", "--redirect-uri", REDIRECT, "--client-id", "")
+    result = idp(*args, env=initialised, cwd=tmp_path)
+    line = assert_one_line_error(result, 1)
+    assert "client_id" in line
+    assert listed("client", initialised, tmp_path) == []
+
+
+@pytest.mark.parametrize("args", [("init",), ("key", "list")], ids=["init", "key-list"])
+def test_keys_dir_that_is_a_file(
+    env: dict[str, str], tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    keys_file = tmp_path / "keys-file"
+    keys_file.write_text("not a directory\n")
+    env["IDP_KEYS_DIR"] = str(keys_file)
+    result = idp(*args, env=env, cwd=tmp_path)
+    line = assert_one_line_error(result, 1)
+    assert "keys_dir" in line and str(keys_file) in line
+    assert keys_file.read_text() == "not a directory\n"
+    # `idp init` stops before the database: nothing half-initialised.
+    assert database_tables(env["IDP_DATABASE_URL"]) == set()
+
+
+@pytest.mark.parametrize("command", ["init", "serve"])
+def test_key_file_listed_but_deleted(
+    initialised: dict[str, str], tmp_path: Path, command: str
+) -> None:
+    keys_dir = Path(initialised["IDP_KEYS_DIR"])
+    (deleted,) = sorted(keys_dir.glob("*.jwk.json"))[:1]
+    deleted.unlink()
+    before = {path.name: path.read_bytes() for path in keys_dir.iterdir()}
+
+    args = ("serve", "--port", str(free_port())) if command == "serve" else ("init",)
+    result = idp(*args, env=initialised, cwd=tmp_path)
+
+    line = assert_one_line_error(result, 1)
+    assert deleted.name in line and "missing" in line
+    assert "restore it from a backup" in line  # says what to do
+    assert {path.name: path.read_bytes() for path in keys_dir.iterdir()} == before
+
+
+def test_mistyped_sqlite_url_creates_no_directories(env: dict[str, str], tmp_path: Path) -> None:
+    typo = tmp_path / "instnace" / "data"
+    env["IDP_DATABASE_URL"] = f"sqlite:///{typo / 'idp.sqlite3'}"
+    for args in (("user", "list"), ("key", "list"), ("--help",)):
+        result = idp(*args, env=env, cwd=tmp_path)
+        assert "Traceback" not in result.stderr, args
+    line = assert_one_line_error(idp("user", "list", env=env, cwd=tmp_path), 1)
+    assert "database" in line
+    assert not (tmp_path / "instnace").exists()
+    # `idp init` is the one command that creates the database, and its folder.
+    assert idp("init", env=env, cwd=tmp_path).returncode == 0
+    assert (typo / "idp.sqlite3").is_file()
+
+
+def test_help_hides_flask_options(env: dict[str, str], tmp_path: Path) -> None:
+    result = idp("--help", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for option in ("--app", "--env-file", "--debug"):
+        assert option not in result.stdout
+    refused = idp("--app", "elsewhere:create_app", "key", "list", env=env, cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "No such option" in refused.stderr
