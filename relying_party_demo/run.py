@@ -169,7 +169,7 @@ def stop(processes: list[subprocess.Popen[str]]) -> None:
             process.send_signal(signal.SIGTERM)
     for process in processes:
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
 
@@ -184,6 +184,9 @@ def start(env: dict[str, str], base: int, processes: list[subprocess.Popen[str]]
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            # Out of the terminal's process group: Ctrl-C reaches the launcher alone, which stops
+            # each server once (a second signal can deadlock gunicorn's threaded worker).
+            process_group=0,
         )
         processes.append(process)
         assert process.stdout is not None  # noqa: S101 (stdout=PIPE)
@@ -198,7 +201,13 @@ def start(env: dict[str, str], base: int, processes: list[subprocess.Popen[str]]
         relay.release(show_held=False)
 
 
+def interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # `kill` stops the demo as Ctrl-C does
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGHUP, interrupt)
     processes: list[subprocess.Popen[str]] = []
     try:
         base = port_base(dict(os.environ))

@@ -10,7 +10,7 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 # The path without its query string: a callback's code and state stay out of the log.
-ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(m)s %(U)s" %(s)s %(b)s'
+ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(m)s %(U)s" %(s)s'
 
 
 class Server(BaseApplication):
@@ -46,6 +46,7 @@ def serve(create_app: Callable[[], Flask], base_url_setting: str) -> None:
         "access_log_format": ACCESS_LOG_FORMAT,
         "errorlog": "-",
         "loglevel": "warning",
+        "graceful_timeout": 5,  # the launcher waits 15 s before it kills
         "proc_name": app.name,
     }
     Server(app, options).run()

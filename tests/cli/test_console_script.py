@@ -225,3 +225,43 @@ def test_serve_answers_http(initialised: dict[str, str], tmp_path: Path) -> None
             server.kill()
             server.wait()
         log.close()
+
+
+def test_init_demo_alone_registers_every_demo_app(env: dict[str, str], tmp_path: Path) -> None:
+    """What `make demo` shows, seeded by `idp init --demo` with nothing prepared beforehand."""
+    payroll_dir = tmp_path / "payroll-sp"
+    env = {**env, "PAYROLL_SP_DIR": str(payroll_dir), "PAYROLL_BASE_URL": "http://127.0.0.1:6003"}
+    result = idp("init", "--demo", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+    (sp,) = json.loads(idp("sp", "list", "--json", env=env, cwd=tmp_path).stdout)
+    assert sp["entity_id"] == "http://127.0.0.1:6003/saml/metadata"
+    assert sp["acs_urls"] == ["http://127.0.0.1:6003/saml/acs"]
+    clients = json.loads(idp("client", "list", "--json", env=env, cwd=tmp_path).stdout)
+    assert {client["client_id"] for client in clients} == {"notes", "wiki"}
+
+    # Payroll itself signs with the key pair registered for it: its metadata names that cert.
+    from relying_party_demo.payroll import create_app
+    from relying_party_demo.payroll import sp_metadata
+
+    payroll = create_app(
+        {"PAYROLL_SP_DIR": str(payroll_dir), "PAYROLL_BASE_URL": "http://127.0.0.1:6003"}
+    )
+    served = sp_metadata(payroll.extensions["payroll.sp_settings"])
+    certificate = "".join((payroll_dir / "sp.crt").read_text().splitlines()[1:-1])
+    assert certificate in served.replace("\n", "")
+    assert (payroll_dir / "sp.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_init_demo_follows_the_demo_to_other_ports(
+    initialised: dict[str, str], tmp_path: Path
+) -> None:
+    moved = {**initialised, "NOTES_BASE_URL": "http://127.0.0.1:6001"}
+    result = idp("init", "--demo", env=moved, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    clients = json.loads(idp("client", "list", "--json", env=moved, cwd=tmp_path).stdout)
+    uris = {client["client_id"]: client["redirect_uris"] for client in clients}
+    assert uris == {
+        "notes": ["http://127.0.0.1:6001/callback"],
+        "wiki": ["http://127.0.0.1:5002/callback"],
+    }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,26 +13,22 @@ from typing import Any
 import pytest
 
 from tests.conftest import FAST_HASH
+from tests.demo.test_launcher import free_port_base
 from tests.e2e.conftest import wait_until_up
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-IDP, NOTES, WIKI, PAYROLL = (f"http://127.0.0.1:{port}" for port in (5000, 5001, 5002, 5003))
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[None]:
-    """``make demo``'s launcher, as real processes on the demo ports, with its data in tmp."""
-    busy = [port for port in (5000, 5001, 5002, 5003) if not _port_is_free(port)]
-    assert not busy, f"the demo ports {busy} are taken: stop the running demo first"
+def demo(tmp_path: Path) -> Iterator[tuple[str, str, str, str]]:
+    """``make demo``'s launcher on four free ports (DEMO_PORT_BASE), with its data in tmp."""
+    base = free_port_base()
+    urls = tuple(f"http://127.0.0.1:{base + offset}" for offset in range(4))
     env = {
         **os.environ,
+        "DEMO_PORT_BASE": str(base),
         "IDP_DATABASE_URL": f"sqlite:///{tmp_path / 'idp.sqlite3'}",
         "IDP_KEYS_DIR": str(tmp_path / "keys"),
         "IDP_INSTANCE_DIR": str(tmp_path / "instance"),
@@ -50,9 +45,10 @@ def demo(tmp_path: Path) -> Iterator[None]:
         start_new_session=True,
     )
     try:
-        for url in (f"{IDP}/healthz", f"{NOTES}/", f"{WIKI}/", f"{PAYROLL}/"):
+        idp, notes, wiki, payroll = urls
+        for url in (f"{idp}/healthz", f"{notes}/", f"{wiki}/", f"{payroll}/"):
             wait_until_up(url, process, timeout=60)
-        yield
+        yield idp, notes, wiki, payroll
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:
@@ -67,7 +63,10 @@ def signed_in_as(page: Any) -> str | None:
     return email.inner_text() if email.count() else None
 
 
-def test_one_login_one_logout_every_app(demo: None, browser_page: Any, screenshots: Path) -> None:
+def test_one_login_one_logout_every_app(
+    demo: tuple[str, str, str, str], browser_page: Any, screenshots: Path
+) -> None:
+    IDP, NOTES, WIKI, PAYROLL = demo  # the four addresses of the README
     page = browser_page
     page.goto(f"{NOTES}/")
     assert signed_in_as(page) is None
