@@ -74,6 +74,7 @@ def test_untrusted_client_shows_the_requested_scopes(
     assert "Your name and profile" not in text  # profile was not asked for
     assert "frobnicate" not in text  # unknown scopes are dropped
     assert logged_in.email in text
+    assert "change this later" not in text  # no page to change it on yet
     assert page.headers.get("X-Frame-Options") == "DENY" or "frame-ancestors" in page.headers.get(
         "Content-Security-Policy", ""
     )
