@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from joserfc.jwk import KeySet
 
 from idp import audit
 from idp import db
+from idp import outbound
 from idp.models.oidc import OAuthClient
 from idp.models.oidc import OAuthToken
 from idp.oidc import grants
@@ -32,6 +34,8 @@ from idp.oidc import tokens
 from idp.oidc.claims import subject_for
 from idp.replay import remember_once
 from idp.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 # RFC 7523 §3: assertions must be short-lived; we refuse any promising to live longer.
 MAX_ASSERTION_LIFETIME = timedelta(minutes=10)
@@ -81,7 +85,7 @@ def _query_token(token_string: str) -> FoundToken | None:
 
 
 class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
-    """RFC 7662: any authenticated confidential client may ask; ``active`` tells the truth."""
+    """RFC 7662: a confidential client asks about its own tokens, a resource server about any."""
 
     CLIENT_AUTH_METHODS = grants.CONFIDENTIAL_AUTH_METHODS
 
@@ -92,7 +96,9 @@ class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
         _check_params(super(), request, client)
 
     def check_permission(self, token: FoundToken, client: OAuthClient, request: Any) -> bool:
-        return True
+        # A client learns only about its own tokens; a resource server (an API the operator
+        # registered as one) about any token presented to it. Others get {"active": false}.
+        return client.is_resource_server or token.row.client_id == client.get_client_id()
 
     def create_introspection_payload(self, token: FoundToken | None) -> dict[str, Any]:
         # RFC 7662 §2.2: inactive, unknown and foreign tokens all get only {"active": false}.
@@ -194,7 +200,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
     def resolve_client_public_key(self, client: OAuthClient) -> KeySet:
         if client.token_endpoint_auth_method != self.CLIENT_AUTH_METHOD:
             raise InvalidClientError(description="The client does not use private_key_jwt.")
-        jwks = client.jwks or (fetch_jwks(client.jwks_uri) if client.jwks_uri else None)
+        jwks = client.jwks or fetch_jwks(client)
         if not jwks:
             raise InvalidClientError(description="The client has no usable registered keys.")
         try:
@@ -205,33 +211,51 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
             ) from None
 
 
-# A client's jwks_uri is fetched at most this often per process (RFC 7523 keys rarely move).
+# A client's jwks_uri is fetched at most this often per process (RFC 7523 keys rarely move);
+# a failed fetch is not retried for a while, so anonymous /token requests cannot make the
+# IdP call the URI at will.
 JWKS_URI_CACHE = timedelta(minutes=5)
-MAX_JWKS_SIZE = 64 * 1024
+JWKS_URI_FAILURE_CACHE = timedelta(seconds=30)
 
 
-def fetch_jwks(uri: str) -> dict[str, Any] | None:
-    """Return the JWK Set published at a client's ``jwks_uri`` (cached), or None on failure."""
+def fetch_jwks(client: OAuthClient) -> dict[str, Any] | None:
+    """Return the JWK Set published at the client's ``jwks_uri`` (cached), or None on failure."""
     import json
     import time
-    import urllib.request
 
-    cache: dict[str, tuple[float, dict[str, Any]]] = current_app.extensions.setdefault(
-        "idp.oidc.jwks_uri_cache", {}
+    uri = client.jwks_uri
+    if not uri:
+        return None
+    cache: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = (
+        current_app.extensions.setdefault("idp.oidc.jwks_uri_cache", {})
     )
-    cached = cache.get(uri)
-    if cached and time.monotonic() - cached[0] < JWKS_URI_CACHE.total_seconds():
-        return cached[1]
+    key = (client.client_id, uri)
+    cached = cache.get(key)
+    if cached is not None:
+        lifetime = JWKS_URI_CACHE if cached[1] is not None else JWKS_URI_FAILURE_CACHE
+        if time.monotonic() < cached[0] + lifetime.total_seconds():
+            return cached[1]
+    data: Any = None
     try:
-        with urllib.request.urlopen(uri, timeout=2) as response:  # noqa: S310 (registered https)
-            data = json.loads(response.read(MAX_JWKS_SIZE + 1)[:MAX_JWKS_SIZE])
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
-        return None
-    if any(isinstance(key, dict) and "d" in key for key in data["keys"]):
-        return None  # a private key published by mistake is no key to trust
-    cache[uri] = (time.monotonic(), data)
+        response = outbound.fetch(
+            uri,
+            allow_private=not client.is_self_registered,
+            headers={"Accept": "application/json"},
+        )
+        if response.status == 200:
+            data = json.loads(response.body)
+    except outbound.FetchError as error:
+        logger.warning("jwks_uri of client %r not fetched: %s", client.client_id, error)
+    except (ValueError, RecursionError):
+        data = None
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("keys"), list)
+        # A private key published by mistake is no key to trust.
+        or any(isinstance(item, dict) and "d" in item for item in data["keys"])
+    ):
+        data = None
+    cache[key] = (time.monotonic(), data)
     return data
 
 
