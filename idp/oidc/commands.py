@@ -137,8 +137,6 @@ def list_(as_json: bool) -> None:
         echo_json(rows)
         return
     for row in rows:
-        roles = [
-            role for role in ("trusted", "resource_server") if row[role]
-        ]
+        roles = [role for role in ("trusted", "resource_server") if row[role]]
         line = f"{row['client_id']}\t{row['name']}\t{row['auth_method']}"
         click.echo(f"{line}\t{','.join(roles)}" if roles else line)

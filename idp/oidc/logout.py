@@ -138,9 +138,7 @@ def _attempt(deliveries: Sequence[LogoutDelivery]) -> None:
     # Each POST ends within outbound.FETCH_DEADLINE, so a user's logout waits at most that
     # long; what did not land is retried by the sweep.
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_DELIVERIES, len(jobs) or 1)) as pool:
-        results = list(
-            pool.map(lambda job: _post(job[0].uri, job[1], allow_private=job[2]), jobs)
-        )
+        results = list(pool.map(lambda job: _post(job[0].uri, job[1], allow_private=job[2]), jobs))
     now = db.now()
     for (delivery, _token, _allow_private), error in zip(jobs, results, strict=True):
         delivery.attempts += 1

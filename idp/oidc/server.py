@@ -33,6 +33,7 @@ from idp.oidc import storage
 from idp.oidc import tokens
 from idp.oidc.claims import subject_for
 from idp.replay import remember_once
+from idp.sessions import logout as session_logout
 from idp.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -255,8 +256,9 @@ def fetch_jwks(client: OAuthClient) -> dict[str, Any] | None:
         or any(isinstance(item, dict) and "d" in item for item in data["keys"])
     ):
         data = None
-    cache[key] = (time.monotonic(), data)
-    return data
+    jwks: dict[str, Any] | None = data
+    cache[key] = (time.monotonic(), jwks)
+    return jwks
 
 
 def _authenticate_client_secret_basic(query_client: Any, request: Any) -> OAuthClient | None:
@@ -302,6 +304,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     from idp.oidc import logout
 
     logout.init_app(app)
+    session_logout.get_registry(app).periodic.append(tokens.purge_expired)
 
 
 def get_authorization_server() -> AuthorizationServer:
