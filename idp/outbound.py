@@ -76,7 +76,7 @@ def _resolve(host: str, port: int, timeout: float) -> list[str]:
     thread.start()
     thread.join(timeout)
     if "infos" not in result:
-        raise FetchError("host not resolved" if "error" in result else "deadline exceeded")
+        raise FetchError("host not resolved" if "error" in result else "timed out")
     return [str(info[4][0]) for info in result["infos"]]
 
 
@@ -170,13 +170,13 @@ def fetch(
         raise
     except (OSError, http.client.HTTPException, ValueError) as error:
         if time.monotonic() >= end:
-            raise FetchError("deadline exceeded") from None
+            raise FetchError("timed out") from None
         raise FetchError(str(error)[:200] or type(error).__name__) from None
     finally:
         watchdog.cancel()
         connection.close()
     if time.monotonic() >= end:
-        raise FetchError("deadline exceeded")
+        raise FetchError("timed out")
     return Response(response.status, data)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from datetime import UTC
+from datetime import datetime
 from datetime import timedelta
 from typing import Any
 from typing import cast
@@ -188,9 +190,6 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
         lifetime = MAX_ASSERTION_LIFETIME.total_seconds()
         if not isinstance(exp, int) or exp - now.timestamp() > lifetime:
             raise InvalidClientError(description="The assertion must expire within 10 minutes.")
-        from datetime import UTC
-        from datetime import datetime
-
         # Hashed: the jti is the client's choice, of any length; the key column is not.
         digest = hashlib.sha256(f"{claims['sub']}\x00{jti}".encode()).hexdigest()
         return remember_once(
@@ -222,19 +221,19 @@ JWKS_URI_FAILURE_CACHE = timedelta(seconds=30)
 def fetch_jwks(client: OAuthClient) -> dict[str, Any] | None:
     """Return the JWK Set published at the client's ``jwks_uri`` (cached), or None on failure."""
     import json
-    import time
 
     uri = client.jwks_uri
     if not uri:
         return None
-    cache: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = (
+    cache: dict[tuple[str, str], tuple[datetime, dict[str, Any] | None]] = (
         current_app.extensions.setdefault("idp.oidc.jwks_uri_cache", {})
     )
     key = (client.client_id, uri)
     cached = cache.get(key)
+    now = db.now()
     if cached is not None:
         lifetime = JWKS_URI_CACHE if cached[1] is not None else JWKS_URI_FAILURE_CACHE
-        if time.monotonic() < cached[0] + lifetime.total_seconds():
+        if cached[0] <= now < cached[0] + lifetime:
             return cached[1]
     data: Any = None
     try:
@@ -257,7 +256,7 @@ def fetch_jwks(client: OAuthClient) -> dict[str, Any] | None:
     ):
         data = None
     jwks: dict[str, Any] | None = data
-    cache[key] = (time.monotonic(), jwks)
+    cache[key] = (now, jwks)
     return jwks
 
 

@@ -111,9 +111,7 @@ def test_the_resource_server_flag_is_set_on_the_command_line(
     flags = {row["name"]: row["resource_server"] for row in json.loads(listed.output)}
     assert flags == {"Notes": False, "Photos API": True}
     plain = runner.invoke(args=["client", "list"]).output.splitlines()
-    assert [line.split("\t")[-1] for line in plain if "Photos API" in line] == [
-        "resource_server"
-    ]
+    assert [line.split("\t")[-1] for line in plain if "Photos API" in line] == ["resource_server"]
 
 
 def test_client_secret_post_caller(app: Flask, http: FlaskClient, tokens: dict[str, Any]) -> None:
