@@ -204,7 +204,7 @@ def test_the_jwk_set_is_cached_per_client_for_a_while(
 
 
 def test_a_self_registered_jwks_uri_on_loopback_is_never_fetched(
-    app: Flask, http: FlaskClient
+    app: Flask, http: FlaskClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Checked again at fetch time: the name may resolve elsewhere now (DNS rebinding), or the
     # row predates the registration check.
@@ -216,8 +216,11 @@ def test_a_self_registered_jwks_uri_on_loopback_is_never_fetched(
         client = machine(app, "https://keys.example.com/jwks", self_registered=True)
         with app.app_context():
             row = db.get_session().scalars(select(OAuthClient)).one()
-            row.jwks_uri = internal.endpoint("/jwks").replace("127.0.0.1", "localhost")
+            row.jwks_uri = internal.endpoint("/jwks").replace(
+                "http://127.0.0.1", "https://localhost"
+            )
             db.get_session().commit()
 
         assert_invalid_client(token_request(http, keys, client), basic=False)
         assert internal.received == []
+        assert "not a public address" in caplog.text
