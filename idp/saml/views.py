@@ -29,6 +29,7 @@ from flask.typing import ResponseReturnValue
 from itsdangerous import BadData
 from itsdangerous import URLSafeSerializer
 from lxml import etree
+from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
 from idp import audit
@@ -60,6 +61,7 @@ from idp.saml import signing
 from idp.saml import storage
 from idp.saml.bindings import InboundMessage
 from idp.sessions import logout as session_logout
+from idp.sessions import requesters
 from idp.sessions import service as sessions
 from idp.settings import Settings
 
@@ -661,5 +663,23 @@ def front_channel_urls(login: LoginSession, participants: list[SessionParticipan
 
 
 def init_app(app: Flask) -> None:
-    """Register SAML's part of the cross-protocol logout: front-channel LogoutRequests."""
+    """Register SAML's part of the shared login: front-channel logout, the SP's name at login."""
     session_logout.get_registry(app).front_channel["saml"] = front_channel_urls
+    requesters.register(app, "saml.resume", _sp_name_of_pending)
+    requesters.register(app, "saml.idp_initiated", _sp_name_of_initiation)
+
+
+def _sp_name(entity_id: str) -> str | None:
+    sp = storage.get_service_provider(entity_id)
+    return sp.name if sp is not None else None
+
+
+def _sp_name_of_pending(args: MultiDict[str, str]) -> str | None:
+    try:
+        return _sp_name(_load(args.get("request", "")).sp)
+    except SamlRequestError:
+        return None
+
+
+def _sp_name_of_initiation(args: MultiDict[str, str]) -> str | None:
+    return _sp_name(args.get("sp", ""))
