@@ -40,5 +40,6 @@ def test_each_app_has_an_icon_of_its_own(tmp_path: Path) -> None:
     icons = set()
     for name in ("notes", "wiki", "payroll"):
         with build(name, tmp_path).test_client().get("/favicon.ico") as icon:
+            assert icon.status_code == 200
             icons.add(icon.data)
     assert len(icons) == 3
