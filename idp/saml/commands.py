@@ -151,8 +151,8 @@ def register_sp_metadata(
 @click.option(
     "--name-id-format",
     default=None,
-    help="persistent, emailAddress, transient or unspecified "
-    "(default: the first the metadata lists, else persistent).",
+    help="persistent, emailAddress, transient or unspecified (default: the first the "
+    "metadata lists, else persistent; emailAddress and unspecified need mail released).",
 )
 @click.option(
     "--attribute",
