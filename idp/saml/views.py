@@ -45,10 +45,8 @@ from idp.models.saml import ServiceProvider
 from idp.models.user import User
 from idp.saml import BINDING_REDIRECT
 from idp.saml import LOGOUT_REASON_USER
-from idp.saml import NAMEID_FORMATS
 from idp.saml import NAMEID_PERSISTENT
 from idp.saml import NAMEID_TRANSIENT
-from idp.saml import NAMEID_UNSPECIFIED
 from idp.saml import STATUS_INVALID_NAMEID_POLICY
 from idp.saml import STATUS_NO_PASSIVE
 from idp.saml import STATUS_SUCCESS
@@ -332,16 +330,9 @@ def _name_id(
     sp: ServiceProvider, user: User, pending: PendingRequest, now: datetime
 ) -> tuple[str, str]:
     """Return ``(NameID, Format)`` for this SP, honouring NameIDPolicy (SAML Core §3.4.1.1)."""
-    requested = pending.name_id_format
-    chosen = sp.name_id_format
-    if requested is not None and requested != NAMEID_UNSPECIFIED:
-        # Only formats the IdP supports and the SP's metadata (or settings) allow.
-        allowed = {sp.name_id_format, *sp.name_id_formats}
-        if requested not in NAMEID_FORMATS or requested not in allowed:
-            raise SamlStatusError(
-                STATUS_INVALID_NAMEID_POLICY, "The requested NameID format is not available."
-            )
-        chosen = requested
+    chosen = responses.choose_name_id_format(
+        pending.name_id_format, setting=sp.name_id_format, released=sp.attributes
+    )
     if chosen == NAMEID_PERSISTENT:
         existing = storage.get_persistent_id(user.id, sp.entity_id)
         if existing is not None:
@@ -352,6 +343,7 @@ def _name_id(
             )
         return storage.create_persistent_id(user.id, sp.entity_id, now), chosen
     if chosen == NAMEID_TRANSIENT:
+        # Fresh for every assertion: opaque, linking neither two logins nor two SPs.
         return f"_{secrets.token_hex(20)}", chosen
     # emailAddress and unspecified: the e-mail address, which is the username here.
     return user.email, chosen
