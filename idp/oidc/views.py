@@ -22,6 +22,7 @@ from flask import Blueprint
 from flask import Response
 from flask import current_app
 from flask import jsonify
+from flask import redirect
 from flask import render_template
 from flask import request
 from flask.typing import ResponseReturnValue
@@ -270,7 +271,17 @@ def authorize() -> ResponseReturnValue:
     try:
         if request.values.get("response_type") not in AuthorizationCodeGrant.RESPONSE_TYPES:
             raise _unsupported_response_type()
-        grant = server.get_consent_grant(end_user=login)
+        # A cross-site POST arrives without the SameSite=Lax cookie: once the client and
+        # redirect_uri are valid, look again with a same-site GET (which carries it) before
+        # answering login_required or showing the login page.
+        look_again = login is None and request.method == "POST"
+        try:
+            grant = server.get_consent_grant(end_user=login)
+        except LoginRequiredError:
+            if not look_again:
+                raise
+        if look_again:
+            return redirect(_authorization_url(request.values.get(FRESH_LOGIN_PARAM)), 303)
         redirect_uri = grant.redirect_uri
         state = grant.request.payload.state
         prompts = _prompts()

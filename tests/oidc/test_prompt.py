@@ -391,3 +391,34 @@ def test_a_fresh_login_carries_through_the_consent_page(
     allowed = http.post(action, data={"csrf_token": csrf_token(page.data), "decision": "allow"})
     claims = id_token_of(http, client, follow_to_code(http, allowed))
     assert claims["auth_time"] == int(clock.now.timestamp()) - 6
+
+
+def test_prompt_none_by_post_without_the_cookie_looks_again_with_a_get(
+    app: Flask, http: FlaskClient, logged_in: TestUser
+) -> None:
+    """A cross-site POST carries no SameSite=Lax cookie: no login_required for a logged-in user."""
+    client = oidc.register(app)
+    params = {
+        "response_type": "code",
+        "client_id": client.client_id,
+        "redirect_uri": client.redirect_uri,
+        "scope": "openid",
+        "state": "state-123",
+        "prompt": "none",
+        "response_mode": "form_post",
+    }
+    hop = app.test_client().post("/authorize", data=params)
+    assert hop.status_code == 303
+    location = urlsplit(hop.headers["Location"])
+    assert location.path == "/authorize"
+    assert oidc.query_of(hop.headers["Location"]) == params
+    assert count(app, AuthorizationCode) == 0
+    # The same-site GET carries the cookie: the code, posted back to the client.
+    done = http.get(hop.headers["Location"])
+    assert done.status_code == 200
+    fields = dict(HIDDEN.findall(done.data.decode()))
+    assert fields["state"] == "state-123" and fields["code"]
+    # No cookie at all: login_required, after the hop.
+    cookieless = app.test_client()
+    refused = cookieless.get(cookieless.post("/authorize", data=params).headers["Location"])
+    assert dict(HIDDEN.findall(refused.data.decode()))["error"] == "login_required"
