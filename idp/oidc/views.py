@@ -12,8 +12,10 @@ from typing import Any
 from typing import Final
 from urllib.parse import urlencode
 
+from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import AccessDeniedError
+from authlib.oauth2.rfc6749.errors import InvalidClientError
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc6749.errors import UnsupportedResponseTypeError
 from authlib.oidc.core.errors import ConsentRequiredError
@@ -37,6 +39,7 @@ from idp import db
 from idp import replay
 from idp.attributes import SCOPES
 from idp.errors import render_http_error
+from idp.errors import render_server_error
 from idp.keys.store import get_key_store
 from idp.models.login import LoginSession
 from idp.oidc import discovery
@@ -83,13 +86,7 @@ def _server_error(error: Exception) -> ResponseReturnValue:
     logging.getLogger(__name__).exception("unhandled error on %s", request.path)
     if request.endpoint in JSON_ENDPOINTS:
         return {"error": "server_error"}, 500, {"Cache-Control": "no-store"}
-    page = render_template(
-        "errors/error.html",
-        status=500,
-        title="Internal Server Error",
-        message="Something went wrong on our side.",
-    )
-    return page, 500
+    return render_server_error()
 
 
 SCOPE_DESCRIPTIONS = {
@@ -243,24 +240,37 @@ def _needs_consent(login: LoginSession, client_id: str, scopes: set[str], truste
     return consent is None or consent.revoked_at is not None or not scopes <= set(consent.scopes)
 
 
-def _unsupported_response_type() -> UnsupportedResponseTypeError:
-    """Refuse a response_type other than ``code``, redirecting only to a validated URI."""
+def _validate_response_type(server: AuthorizationServer) -> None:
+    """Refuse a response_type other than ``code``, after the client and redirect_uri.
+
+    Authlib looks at the response_type first, so ``/authorize?client_id=nope`` would be told
+    its response_type is unsupported. Name the real problem first, in RFC 6749 §4.1.2.1's
+    order: a missing or unknown client, or a bad redirect_uri, is shown here (never
+    redirected); then a missing or unsupported response_type goes to the validated URI.
+    """
+    if request.values.get("response_type") in AuthorizationCodeGrant.RESPONSE_TYPES:
+        return
+    oauth_request = server.create_oauth2_request(request)
+    AuthorizationCodeGrant.validate_no_multiple_request_parameter(oauth_request)
+    client_id = oauth_request.payload.client_id
+    if not client_id:
+        raise InvalidClientError(description="Missing 'client_id' parameter.")
+    client = server.query_client(client_id)
+    if client is None:
+        raise InvalidClientError(description="The client does not exist on this server.")
+    redirect_uri = AuthorizationCodeGrant.validate_authorization_redirect_uri(oauth_request, client)
+    state = oauth_request.payload.state
+    if not request.values.get("response_type"):
+        raise InvalidRequestError(
+            "Missing 'response_type' parameter.", redirect_uri=redirect_uri, state=state
+        )
     # Authlib would quote the value in error_description, which must be printable ASCII
     # (RFC 6749 §4.1.2.1): a hostile value would be a 500, a long one an amplifier.
-    redirect_uri = None
-    client_ids = request.values.getlist("client_id")
-    requested = request.values.getlist("redirect_uri")
-    client = storage.get_client(client_ids[0]) if len(client_ids) == 1 else None
-    if client is not None and len(requested) <= 1:
-        if not requested:
-            redirect_uri = client.get_default_redirect_uri()
-        elif client.check_redirect_uri(requested[0]):
-            redirect_uri = requested[0]
-    return UnsupportedResponseTypeError(
+    raise UnsupportedResponseTypeError(
         None,
         "The 'response_type' is not supported; use 'code'.",
         redirect_uri=redirect_uri,
-        state=request.values.get("state"),
+        state=state,
     )
 
 
@@ -269,8 +279,7 @@ def authorize() -> ResponseReturnValue:
     server = get_authorization_server()
     login = sessions.current_login()
     try:
-        if request.values.get("response_type") not in AuthorizationCodeGrant.RESPONSE_TYPES:
-            raise _unsupported_response_type()
+        _validate_response_type(server)
         # A cross-site POST arrives without the SameSite=Lax cookie: once the client and
         # redirect_uri are valid, look again with a same-site GET (which carries it) before
         # answering login_required or showing the login page.
