@@ -257,6 +257,11 @@ def sso() -> ResponseReturnValue:
         received_at=now,
         nonce=secrets.token_urlsafe(16),
     )
+    if request.method == "POST" and sessions.current_login() is None:
+        # A cross-site HTTP-POST arrives without the SameSite=Lax cookie: look again from a
+        # same-site GET (carrying the signed pending request, not the SAMLRequest) before
+        # answering NoPassive or asking for a password the user already gave.
+        return redirect(url_for("saml.resume", request=_dump(pending)), 303)
     return _answer(sp, pending, token=None)
 
 
