@@ -379,27 +379,11 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             # The client retried (once) after losing the response: replace the child. Still
             # audited: a thief holding the client's credentials looks the same.
             self.lost_child = lost
-            audit.record(
-                "refresh_token_reused",
-                user_id=token.user_id,
-                sid=token.login.sid if token.login else None,
-                rp=token.client_id,
-                within_grace=True,
-                tokens_revoked=0,
-            )
-            db.get_session().commit()
+            _record_reuse(token, within_grace=True, tokens_revoked=0)
             return token
         # RFC 9700 §4.14.2: reuse of a rotated refresh token revokes the family.
         revoked = storage.revoke_family(token.family_id, now)
-        audit.record(
-            "refresh_token_reused",
-            user_id=token.user_id,
-            sid=token.login.sid if token.login else None,
-            rp=token.client_id,
-            within_grace=False,
-            tokens_revoked=revoked,
-        )
-        db.get_session().commit()
+        _record_reuse(token, within_grace=False, tokens_revoked=revoked)
         return None
 
     def authenticate_user(self, refresh_token: OAuthToken) -> EndUser | None:
@@ -437,6 +421,18 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
 
     def revoke_old_credential(self, refresh_token: OAuthToken) -> None:
         """Do nothing: save_token already rotated the old token."""
+
+
+def _record_reuse(token: OAuthToken, *, within_grace: bool, tokens_revoked: int) -> None:
+    audit.record(
+        "refresh_token_reused",
+        user_id=token.user_id,
+        sid=token.login.sid if token.login else None,
+        rp=token.client_id,
+        within_grace=within_grace,
+        tokens_revoked=tokens_revoked,
+    )
+    db.get_session().commit()
 
 
 def _is_refreshable(token: OAuthToken, now: datetime) -> bool:
