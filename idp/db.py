@@ -6,19 +6,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
 from flask import current_app
 from flask import g
+from sqlalchemy import ColumnElement
 from sqlalchemy import DateTime
 from sqlalchemy import Engine
 from sqlalchemy import MetaData
 from sqlalchemy import create_engine
+from sqlalchemy import delete
 from sqlalchemy import event
+from sqlalchemy import select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -120,6 +125,28 @@ def now() -> datetime:
     """Return the app's notion of now (tests inject a clock in ``app.extensions``)."""
     clock: Callable[[], datetime] = current_app.extensions["idp.clock"]
     return clock()
+
+
+# The periodic sweep deletes rows this long after they stopped mattering (expired, ended,
+# delivered), at most PURGE_BATCH rows of a table per run, so no run holds locks for long.
+PURGE_AFTER = timedelta(days=1)
+PURGE_BATCH = 1000
+
+
+def delete_batch(
+    key: InstrumentedAttribute[Any], *conditions: ColumnElement[bool], newest_first: bool = False
+) -> int:
+    """Delete at most PURGE_BATCH rows of ``key``'s table matching ``conditions``; return how many.
+
+    ``newest_first`` deletes children before the parents they point to (ids grow).
+    """
+    order = key.desc() if newest_first else key
+    keys = list(
+        get_session().scalars(select(key).where(*conditions).order_by(order).limit(PURGE_BATCH))
+    )
+    if keys:
+        get_session().execute(delete(key.class_).where(key.in_(keys)))
+    return len(keys)
 
 
 def _alembic_config(connection: Any) -> Any:

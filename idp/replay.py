@@ -10,8 +10,10 @@ from flask import current_app
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
+from idp import audit
 from idp import db
 from idp.models.oidc import ReplayEntry
+from idp.sessions import logout
 from idp.settings import Settings
 
 
@@ -46,11 +48,22 @@ class RedisReplayCache:
         return bool(self.client.set(f"idp:replay:{key}", b"1", nx=True, ex=seconds))
 
 
+def purge_expired() -> int:
+    """Delete a batch of expired SQL replay entries (Redis expires its own); audit the count."""
+    count = db.delete_batch(ReplayEntry.key, ReplayEntry.expires_at <= db.now())
+    if count:
+        audit.record("expired_rows_purged", replay_entries=count)
+    db.get_session().commit()
+    return count
+
+
 def init_app(app: Flask, settings: Settings) -> None:
     cache: ReplayCache = (
         RedisReplayCache(settings.redis_url) if settings.redis_url else SqlReplayCache()
     )
     app.extensions["idp.replay"] = cache
+    if not settings.redis_url:
+        logout.get_registry(app).periodic.append(purge_expired)
 
 
 def remember_once(key: str, expires_at: datetime) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import JSON
 from sqlalchemy import Boolean
 from sqlalchemy import ForeignKey
+from sqlalchemy import Index
 from sqlalchemy import String
 from sqlalchemy import Text
 from sqlalchemy import UniqueConstraint
@@ -68,6 +69,10 @@ class OAuthClient(Base):
     subject_type: Mapped[str] = mapped_column(String(10), default="public")
     is_trusted: Mapped[bool] = mapped_column(Boolean, default=False)
     is_disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # An API that may introspect any token; other clients introspect only their own.
+    is_resource_server: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Registered by anyone through RFC 7591: its URIs are fetched only on public addresses.
+    is_self_registered: Mapped[bool] = mapped_column(Boolean, default=False)
     # RFC 7591 clients are managed through a registration access token (hash only).
     registration_access_token_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -125,10 +130,12 @@ class OAuthClient(Base):
 
 class AuthorizationCode(Base):
     __tablename__ = "oauth_authorization_code"
+    # The nonce-reuse check at /authorize looks codes up by client and nonce.
+    __table_args__ = (Index("ix_oauth_authorization_code_client_id_nonce", "client_id", "nonce"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    client_id: Mapped[str] = mapped_column(String(128), index=True)
+    client_id: Mapped[str] = mapped_column(String(128))
     user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
     login_session_id: Mapped[int] = mapped_column(
         ForeignKey("login_session.id", ondelete="CASCADE"), index=True
@@ -142,7 +149,7 @@ class AuthorizationCode(Base):
     claims: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     acr: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     user: Mapped[User] = relationship(lazy="joined")
@@ -192,7 +199,7 @@ class OAuthToken(Base):
     scope: Mapped[str] = mapped_column(Text)
     claims: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    access_expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    access_expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     refresh_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -240,8 +247,8 @@ class LogoutDelivery(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     give_up_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     last_error: Mapped[str | None] = mapped_column(String(300))
 
     login: Mapped[LoginSession] = relationship(lazy="joined")

@@ -15,6 +15,7 @@ from joserfc.jwk import JWKRegistry
 
 from idp import audit
 from idp import db
+from idp import outbound
 from idp.errors import ConflictError
 from idp.errors import InvalidInputError
 from idp.models.oidc import OAuthClient
@@ -56,6 +57,21 @@ def _validate_http_uri(uri: str, what: str) -> str:
     if urlsplit(uri).scheme not in ("http", "https"):
         raise InvalidInputError(f"{what} must be http(s): {uri!r}")
     return uri
+
+
+def _validate_fetched_uri(uri: str, what: str, self_registered: bool) -> None:
+    """Refuse a URI the IdP will call unless the operator registered it or it is public https.
+
+    The demo apps' loopback URIs stay allowed for the operator (CONTRACT.md); a registrant
+    must not make the IdP call its internal network (SSRF).
+    """
+    _validate_http_uri(uri, what)
+    if not self_registered:
+        return
+    try:
+        outbound.validate_public_url(uri)
+    except outbound.FetchError as error:
+        raise InvalidInputError(f"{what} must be https on a public address: {error}") from None
 
 
 def load_jwks(text: str) -> dict[str, Any]:
@@ -108,6 +124,9 @@ class ClientSpec:
     client_secret: str | None = None
     scope: str = DEFAULT_SCOPE
     grant_types: list[str] | None = None
+    is_resource_server: bool = False
+    # Registered through RFC 7591 by anyone holding the initial access token, not the operator.
+    self_registered: bool = False
 
 
 def register_client(spec: ClientSpec) -> tuple[OAuthClient, str | None]:
@@ -136,19 +155,19 @@ def register_client(spec: ClientSpec) -> tuple[OAuthClient, str | None]:
     if method == "private_key_jwt" and not (spec.jwks or spec.jwks_uri):
         raise InvalidInputError("private_key_jwt needs the client's keys (--jwks or --jwks-uri)")
     if spec.jwks_uri:
-        _validate_http_uri(spec.jwks_uri, "jwks_uri")
+        _validate_fetched_uri(spec.jwks_uri, "jwks_uri", spec.self_registered)
     if spec.jwks and spec.jwks_uri:
         raise InvalidInputError("give either jwks or jwks_uri, not both")
     post_logout = [
         _validate_http_uri(uri, "post-logout redirect URI")
         for uri in dict.fromkeys(spec.post_logout_redirect_uris)
     ]
-    for uri, what in (
-        (spec.backchannel_logout_uri, "back-channel logout URI"),
-        (spec.frontchannel_logout_uri, "front-channel logout URI"),
-    ):
-        if uri:
-            _validate_http_uri(uri, what)
+    if spec.backchannel_logout_uri:
+        _validate_fetched_uri(
+            spec.backchannel_logout_uri, "back-channel logout URI", spec.self_registered
+        )
+    if spec.frontchannel_logout_uri:
+        _validate_http_uri(spec.frontchannel_logout_uri, "front-channel logout URI")
     client_id = secrets.token_urlsafe(16) if spec.client_id is None else spec.client_id
     if not 1 <= len(client_id) <= 128 or not client_id.isprintable() or " " in client_id:
         raise InvalidInputError("the client_id must be 1 to 128 printable characters, no spaces")
@@ -186,10 +205,19 @@ def register_client(spec: ClientSpec) -> tuple[OAuthClient, str | None]:
         id_token_signed_response_alg=spec.id_token_signed_response_alg,
         subject_type=spec.subject_type,
         is_trusted=spec.is_trusted,
+        is_resource_server=spec.is_resource_server,
+        is_self_registered=spec.self_registered,
         is_disabled=False,
         created_at=db.now(),
     )
     storage.add_client(client)
-    audit.record("client_registered", rp=client_id, auth_method=method, trusted=spec.is_trusted)
+    audit.record(
+        "client_registered",
+        rp=client_id,
+        auth_method=method,
+        trusted=spec.is_trusted,
+        resource_server=spec.is_resource_server,
+        self_registered=spec.self_registered,
+    )
     db.get_session().commit()
     return client, secret

@@ -32,6 +32,11 @@ cli = IdpGroup("client", help="Manage OpenID Connect clients.")
 @click.option("--public", is_flag=True, help="A public client: no secret, PKCE required.")
 @click.option("--trusted", is_flag=True, help="Skip the consent page for this client.")
 @click.option(
+    "--resource-server",
+    is_flag=True,
+    help="An API that may introspect any token (others introspect only their own).",
+)
+@click.option(
     "--auth-method",
     type=click.Choice(AUTH_METHODS[:-1]),
     default=None,
@@ -58,6 +63,7 @@ def add(
     redirect_uris: tuple[str, ...],
     public: bool,
     trusted: bool,
+    resource_server: bool,
     auth_method: str | None,
     post_logout_redirect_uris: tuple[str, ...],
     backchannel_logout_uri: str | None,
@@ -86,6 +92,7 @@ def add(
             redirect_uris=list(redirect_uris),
             token_endpoint_auth_method="none" if public else auth_method or "client_secret_basic",
             is_trusted=trusted,
+            is_resource_server=resource_server,
             post_logout_redirect_uris=list(post_logout_redirect_uris),
             backchannel_logout_uri=backchannel_logout_uri,
             frontchannel_logout_uri=frontchannel_logout_uri,
@@ -119,6 +126,7 @@ def list_(as_json: bool) -> None:
             "name": client.client_name,
             "auth_method": client.token_endpoint_auth_method,
             "trusted": client.is_trusted,
+            "resource_server": client.is_resource_server,
             "redirect_uris": client.redirect_uris,
         }
         for client in storage.list_clients()
@@ -127,4 +135,6 @@ def list_(as_json: bool) -> None:
         echo_json(rows)
         return
     for row in rows:
-        click.echo(f"{row['client_id']}\t{row['name']}\t{row['auth_method']}")
+        roles = [role for role in ("trusted", "resource_server") if row[role]]
+        line = f"{row['client_id']}\t{row['name']}\t{row['auth_method']}"
+        click.echo(f"{line}\t{','.join(roles)}" if roles else line)

@@ -37,7 +37,8 @@ from idp.oidc.clients import AUTH_METHODS
 from idp.sessions.service import is_login_active
 
 AUTHORIZATION_CODE_TTL = timedelta(seconds=60)
-# A client that lost the response to a refresh may retry with the same token this long.
+# A confidential client that lost the response to a refresh may retry with the same token
+# this long (its retry authenticates); public clients get no grace.
 REFRESH_GRACE = timedelta(seconds=5)
 MAX_PARAMETER_LENGTH = 2048
 # A signed client assertion may carry a certificate chain in its header.
@@ -364,26 +365,25 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             return token if _is_refreshable(token, now) else None
         children = storage.get_child_tokens(token)
         lost = children[0] if len(children) == 1 else None
-        if (
-            now - token.rotated_at <= REFRESH_GRACE
+        # The grace is only for a confidential client, whose retry had to authenticate: a
+        # thief replaying a public client's (PKCE app's) old token would take the family over.
+        within_grace = (
+            not self.request.client.is_public
+            and now - token.rotated_at <= REFRESH_GRACE
             and lost is not None
             and lost.rotated_at is None
             and lost.revoked_at is None
             and _is_refreshable(token, now)
-        ):
-            # The client retried (once) after losing the response: replace the child.
+        )
+        if within_grace:
+            # The client retried (once) after losing the response: replace the child. Still
+            # audited: a thief holding the client's credentials looks the same.
             self.lost_child = lost
+            _record_reuse(token, within_grace=True, tokens_revoked=0)
             return token
         # RFC 9700 §4.14.2: reuse of a rotated refresh token revokes the family.
         revoked = storage.revoke_family(token.family_id, now)
-        audit.record(
-            "refresh_token_reused",
-            user_id=token.user_id,
-            sid=token.login.sid if token.login else None,
-            rp=token.client_id,
-            tokens_revoked=revoked,
-        )
-        db.get_session().commit()
+        _record_reuse(token, within_grace=False, tokens_revoked=revoked)
         return None
 
     def authenticate_user(self, refresh_token: OAuthToken) -> EndUser | None:
@@ -421,6 +421,18 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
 
     def revoke_old_credential(self, refresh_token: OAuthToken) -> None:
         """Do nothing: save_token already rotated the old token."""
+
+
+def _record_reuse(token: OAuthToken, *, within_grace: bool, tokens_revoked: int) -> None:
+    audit.record(
+        "refresh_token_reused",
+        user_id=token.user_id,
+        sid=token.login.sid if token.login else None,
+        rp=token.client_id,
+        within_grace=within_grace,
+        tokens_revoked=tokens_revoked,
+    )
+    db.get_session().commit()
 
 
 def _is_refreshable(token: OAuthToken, now: datetime) -> bool:

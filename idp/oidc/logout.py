@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -23,6 +21,7 @@ from sqlalchemy import select
 
 from idp import audit
 from idp import db
+from idp import outbound
 from idp.keys.store import get_key_store
 from idp.models.login import LoginSession
 from idp.models.login import SessionParticipant
@@ -37,7 +36,6 @@ logger = logging.getLogger(__name__)
 
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 LOGOUT_TOKEN_TTL = timedelta(minutes=2)
-DELIVERY_TIMEOUT = timedelta(seconds=2)
 # Failed deliveries are retried with exponential back-off for this long, then abandoned.
 RETRY_WINDOW = timedelta(hours=1)
 FIRST_RETRY = timedelta(seconds=5)
@@ -84,25 +82,20 @@ def issue_logout_token(client: OAuthClient, login: LoginSession) -> str:
     return token
 
 
-def _post(uri: str, token: str, timeout: float) -> str | None:
-    """POST one logout token; return None on success, else a short error."""
-    body = urlencode({"logout_token": token}).encode()
-    request = urllib.request.Request(  # noqa: S310 (registered http(s) URI)
-        uri,
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
-    )
+def _post(uri: str, token: str, *, allow_private: bool) -> str | None:
+    """POST one logout token within the fetch deadline; return None on success, else why."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            if 200 <= response.status < 300:
-                return None
-            return f"HTTP {response.status}"
-    except urllib.error.HTTPError as error:
-        return f"HTTP {error.code}"
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        reason = getattr(error, "reason", error)
-        return str(reason)[:200] or type(error).__name__
+        response = outbound.fetch(
+            uri,
+            allow_private=allow_private,
+            method="POST",
+            body=urlencode({"logout_token": token}).encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    except outbound.FetchError as error:
+        return str(error)
+    # A redirect is not followed (it could point anywhere): only a 2xx is a delivery.
+    return None if 200 <= response.status < 300 else f"HTTP {response.status}"
 
 
 def on_session_end(login: LoginSession, joined: list[SessionParticipant], reason: str) -> None:
@@ -133,19 +126,21 @@ def _attempt(deliveries: Sequence[LogoutDelivery]) -> None:
     """Send deliveries in parallel with a short timeout; record and audit each result."""
     if not deliveries:
         return
-    jobs: list[tuple[LogoutDelivery, str]] = []
+    jobs: list[tuple[LogoutDelivery, str, bool]] = []
     for delivery in deliveries:
         client = storage.get_client(delivery.client_id)
         if client is None:
             delivery.failed_at = db.now()
             delivery.last_error = "client no longer registered"
             continue
-        jobs.append((delivery, issue_logout_token(client, delivery.login)))
-    timeout = DELIVERY_TIMEOUT.total_seconds()
+        token = issue_logout_token(client, delivery.login)
+        jobs.append((delivery, token, not client.is_self_registered))
+    # Each POST ends within outbound.FETCH_DEADLINE, so a user's logout waits at most that
+    # long; what did not land is retried by the sweep.
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_DELIVERIES, len(jobs) or 1)) as pool:
-        results = list(pool.map(lambda job: _post(job[0].uri, job[1], timeout), jobs))
+        results = list(pool.map(lambda job: _post(job[0].uri, job[1], allow_private=job[2]), jobs))
     now = db.now()
-    for (delivery, _token), error in zip(jobs, results, strict=True):
+    for (delivery, _token, _allow_private), error in zip(jobs, results, strict=True):
         delivery.attempts += 1
         if error is None:
             delivery.delivered_at = now

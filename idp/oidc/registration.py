@@ -185,6 +185,7 @@ def parse_client_metadata(mimetype: str, body: bytes) -> ClientSpec:
         subject_type=_optional_str(data, "subject_type") or "public",
         scope=" ".join(dict.fromkeys(scope.split())) if scope and scope.split() else DEFAULT_SCOPE,
         grant_types=list(dict.fromkeys(grant_types)),
+        self_registered=True,
     )
 
 

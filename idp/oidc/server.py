@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
+from datetime import UTC
+from datetime import datetime
 from datetime import timedelta
 from typing import Any
 from typing import cast
@@ -21,9 +24,11 @@ from flask import Flask
 from flask import current_app
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from werkzeug.datastructures import MultiDict
 
 from idp import audit
 from idp import db
+from idp import outbound
 from idp.models.oidc import OAuthClient
 from idp.models.oidc import OAuthToken
 from idp.oidc import grants
@@ -31,7 +36,11 @@ from idp.oidc import storage
 from idp.oidc import tokens
 from idp.oidc.claims import subject_for
 from idp.replay import remember_once
+from idp.sessions import logout as session_logout
+from idp.sessions import requesters
 from idp.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 # RFC 7523 §3: assertions must be short-lived; we refuse any promising to live longer.
 MAX_ASSERTION_LIFETIME = timedelta(minutes=10)
@@ -81,7 +90,7 @@ def _query_token(token_string: str) -> FoundToken | None:
 
 
 class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
-    """RFC 7662: any authenticated confidential client may ask; ``active`` tells the truth."""
+    """RFC 7662: a confidential client asks about its own tokens, a resource server about any."""
 
     CLIENT_AUTH_METHODS = grants.CONFIDENTIAL_AUTH_METHODS
 
@@ -92,7 +101,9 @@ class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
         _check_params(super(), request, client)
 
     def check_permission(self, token: FoundToken, client: OAuthClient, request: Any) -> bool:
-        return True
+        # A client learns only about its own tokens; a resource server (an API the operator
+        # registered as one) about any token presented to it. Others get {"active": false}.
+        return client.is_resource_server or token.row.client_id == client.get_client_id()
 
     def create_introspection_payload(self, token: FoundToken | None) -> dict[str, Any]:
         # RFC 7662 §2.2: inactive, unknown and foreign tokens all get only {"active": false}.
@@ -181,9 +192,6 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
         lifetime = MAX_ASSERTION_LIFETIME.total_seconds()
         if not isinstance(exp, int) or exp - now.timestamp() > lifetime:
             raise InvalidClientError(description="The assertion must expire within 10 minutes.")
-        from datetime import UTC
-        from datetime import datetime
-
         # Hashed: the jti is the client's choice, of any length; the key column is not.
         digest = hashlib.sha256(f"{claims['sub']}\x00{jti}".encode()).hexdigest()
         return remember_once(
@@ -194,7 +202,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
     def resolve_client_public_key(self, client: OAuthClient) -> KeySet:
         if client.token_endpoint_auth_method != self.CLIENT_AUTH_METHOD:
             raise InvalidClientError(description="The client does not use private_key_jwt.")
-        jwks = client.jwks or (fetch_jwks(client.jwks_uri) if client.jwks_uri else None)
+        jwks = client.jwks or fetch_jwks(client)
         if not jwks:
             raise InvalidClientError(description="The client has no usable registered keys.")
         try:
@@ -205,34 +213,53 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
             ) from None
 
 
-# A client's jwks_uri is fetched at most this often per process (RFC 7523 keys rarely move).
+# A client's jwks_uri is fetched at most this often per process (RFC 7523 keys rarely move);
+# a failed fetch is not retried for a while, so anonymous /token requests cannot make the
+# IdP call the URI at will.
 JWKS_URI_CACHE = timedelta(minutes=5)
-MAX_JWKS_SIZE = 64 * 1024
+JWKS_URI_FAILURE_CACHE = timedelta(seconds=30)
 
 
-def fetch_jwks(uri: str) -> dict[str, Any] | None:
-    """Return the JWK Set published at a client's ``jwks_uri`` (cached), or None on failure."""
+def fetch_jwks(client: OAuthClient) -> dict[str, Any] | None:
+    """Return the JWK Set published at the client's ``jwks_uri`` (cached), or None on failure."""
     import json
-    import time
-    import urllib.request
 
-    cache: dict[str, tuple[float, dict[str, Any]]] = current_app.extensions.setdefault(
-        "idp.oidc.jwks_uri_cache", {}
+    uri = client.jwks_uri
+    if not uri:
+        return None
+    cache: dict[tuple[str, str], tuple[datetime, dict[str, Any] | None]] = (
+        current_app.extensions.setdefault("idp.oidc.jwks_uri_cache", {})
     )
-    cached = cache.get(uri)
-    if cached and time.monotonic() - cached[0] < JWKS_URI_CACHE.total_seconds():
-        return cached[1]
+    key = (client.client_id, uri)
+    cached = cache.get(key)
+    now = db.now()
+    if cached is not None:
+        lifetime = JWKS_URI_CACHE if cached[1] is not None else JWKS_URI_FAILURE_CACHE
+        if cached[0] <= now < cached[0] + lifetime:
+            return cached[1]
+    data: Any = None
     try:
-        with urllib.request.urlopen(uri, timeout=2) as response:  # noqa: S310 (registered https)
-            data = json.loads(response.read(MAX_JWKS_SIZE + 1)[:MAX_JWKS_SIZE])
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
-        return None
-    if any(isinstance(key, dict) and "d" in key for key in data["keys"]):
-        return None  # a private key published by mistake is no key to trust
-    cache[uri] = (time.monotonic(), data)
-    return data
+        response = outbound.fetch(
+            uri,
+            allow_private=not client.is_self_registered,
+            headers={"Accept": "application/json"},
+        )
+        if response.status == 200:
+            data = json.loads(response.body)
+    except outbound.FetchError as error:
+        logger.warning("jwks_uri of client %r not fetched: %s", client.client_id, error)
+    except (ValueError, RecursionError):
+        data = None
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("keys"), list)
+        # A private key published by mistake is no key to trust.
+        or any(isinstance(item, dict) and "d" in item for item in data["keys"])
+    ):
+        data = None
+    jwks: dict[str, Any] | None = data
+    cache[key] = (now, jwks)
+    return jwks
 
 
 def _authenticate_client_secret_basic(query_client: Any, request: Any) -> OAuthClient | None:
@@ -275,9 +302,20 @@ def build_authorization_server(app: Flask) -> AuthorizationServer:
 def init_app(app: Flask, settings: Settings) -> None:
     app.extensions["idp.oidc.salt"] = settings.pairwise_salt or app.config["SECRET_KEY"]
     app.extensions["idp.oidc.server"] = build_authorization_server(app)
+    requesters.register(app, "oidc.authorize", client_name_of)
     from idp.oidc import logout
 
     logout.init_app(app)
+    session_logout.get_registry(app).periodic.append(tokens.purge_expired)
+
+
+def client_name_of(args: MultiDict[str, str]) -> str | None:
+    """Return the name of the registered client an authorization request names, or None."""
+    client_ids = args.getlist("client_id")
+    if len(client_ids) != 1 or not client_ids[0].isprintable():
+        return None
+    client = storage.get_client(client_ids[0])
+    return client.client_name if client is not None else None
 
 
 def get_authorization_server() -> AuthorizationServer:

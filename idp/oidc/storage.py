@@ -6,10 +6,12 @@ from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy import update
+from sqlalchemy.orm import aliased
 
 from idp import db
 from idp.models.oidc import AuthorizationCode
 from idp.models.oidc import Consent
+from idp.models.oidc import LogoutDelivery
 from idp.models.oidc import OAuthClient
 from idp.models.oidc import OAuthToken
 from idp.models.oidc import hash_secret
@@ -185,3 +187,36 @@ def save_consent(user_id: int, client_id: str, scopes: list[str], now: datetime)
     consent.granted_at = now
     consent.revoked_at = None
     return consent
+
+
+def purge_codes(before: datetime) -> int:
+    """Delete a batch of codes that expired before ``before``; return how many."""
+    return db.delete_batch(AuthorizationCode.id, AuthorizationCode.expires_at < before)
+
+
+def purge_tokens(before: datetime) -> int:
+    """Delete a batch of issuances whose whole refresh family expired before ``before``."""
+    member = aliased(OAuthToken)
+    family_alive = (
+        select(member.id)
+        .where(
+            member.family_id == OAuthToken.family_id,
+            (member.access_expires_at >= before) | (member.refresh_expires_at >= before),
+        )
+        .exists()
+    )
+    # A rotated-out token stays while its family lives: its reuse must still be detected.
+    return db.delete_batch(
+        OAuthToken.id,
+        OAuthToken.access_expires_at < before,
+        ~family_alive,
+        newest_first=True,
+    )
+
+
+def purge_logout_deliveries(before: datetime) -> int:
+    """Delete a batch of back-channel deliveries that landed or were abandoned before ``before``."""
+    return db.delete_batch(
+        LogoutDelivery.id,
+        (LogoutDelivery.delivered_at < before) | (LogoutDelivery.failed_at < before),
+    )

@@ -196,3 +196,20 @@ def is_token_active(row: OAuthToken, now: datetime, *, access: bool) -> bool:
     if not access and row.rotated_at is not None:
         return False
     return row.login is None or is_login_active(row.login, now)
+
+
+def purge_expired() -> dict[str, int]:
+    """Delete a batch of long-expired codes, tokens and finished logout deliveries; audit."""
+    before = db.now() - db.PURGE_AFTER
+    codes = storage.purge_codes(before)
+    issued = storage.purge_tokens(before)
+    deliveries = storage.purge_logout_deliveries(before)
+    if codes or issued or deliveries:
+        audit.record(
+            "expired_rows_purged",
+            authorization_codes=codes,
+            tokens=issued,
+            logout_deliveries=deliveries,
+        )
+    db.get_session().commit()
+    return {"authorization_codes": codes, "tokens": issued, "logout_deliveries": deliveries}

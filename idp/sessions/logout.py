@@ -113,10 +113,12 @@ def front_channel_urls(login: LoginSession, *, initiator: str | None = None) -> 
 
 
 def run_maintenance() -> None:
-    """Sweep expired sessions (so their participants hear of it) and run periodic tasks."""
+    """Sweep expired sessions (so their participants hear of it), purge, run periodic tasks."""
     from idp.sessions.service import expire_stale_logins
+    from idp.sessions.service import purge_ended_logins
 
     expire_stale_logins()
+    purge_ended_logins()
     for task in get_registry().periodic:
         try:
             task()

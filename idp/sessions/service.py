@@ -258,6 +258,16 @@ def expire_stale_logins() -> list[LoginSession]:
     return ended
 
 
+def purge_ended_logins() -> int:
+    """Delete a batch of sessions ended long ago (with what hangs off them); audit; commit."""
+    before = db.now() - db.PURGE_AFTER
+    count = db.delete_batch(LoginSession.id, LoginSession.revoked_at < before)
+    if count:
+        audit.record("expired_rows_purged", login_sessions=count)
+    db.get_session().commit()
+    return count
+
+
 def list_logins(user: User | None = None) -> list[LoginSession]:
     """Return live login sessions, newest first, optionally of one user."""
     query = select(LoginSession).where(

@@ -337,6 +337,86 @@ def test_a_slow_receiver_times_out_and_is_retried(
     assert delivery.delivered_at == clock.now
 
 
+def test_a_receiver_answering_byte_by_byte_does_not_hold_the_logout(
+    app: Flask,
+    http: FlaskClient,
+    logged_in: TestUser,
+    auth: AuthActions,
+    receiver: rx.Receiver,
+) -> None:
+    # Every byte arrives within a read timeout, the whole answer would take a minute: one
+    # deadline for the whole POST ends the user's wait, and the retry queue takes over.
+    client = oidc.register(app, backchannel_logout_uri=receiver.endpoint())
+    tokens = rx.sign_in_to(http, client)
+    receiver.drip = 0.2
+    receiver.body = b"x" * 200
+
+    response = auth.logout()
+
+    assert response.status_code == 200
+    (delivery,) = rx.deliveries(app)
+    assert delivery.delivered_at is None and delivery.failed_at is None
+    assert delivery.last_error == "timed out"
+    assert delivery.attempts == 1 and delivery.next_attempt_at is not None
+    assert rx.wait_for(lambda: receiver.abandoned == 1)
+    rx.assert_tokens_dead(http, client, tokens)
+
+
+def test_a_redirect_is_not_followed_nor_taken_for_delivery(
+    app: Flask,
+    http: FlaskClient,
+    logged_in: TestUser,
+    auth: AuthActions,
+    receiver: rx.Receiver,
+) -> None:
+    with rx.running_receiver() as elsewhere:
+        client = oidc.register(app, backchannel_logout_uri=receiver.endpoint())
+        rx.sign_in_to(http, client)
+        receiver.redirect_to = elsewhere.endpoint()
+
+        assert auth.logout().status_code == 200
+
+        assert elsewhere.received == []
+    assert len(receiver.received) == 1
+    (delivery,) = rx.deliveries(app)
+    assert delivery.delivered_at is None
+    assert delivery.last_error == "HTTP 302"
+    assert delivery.next_attempt_at is not None
+
+
+def test_a_self_registered_receiver_on_loopback_is_never_called(
+    app: Flask,
+    http: FlaskClient,
+    logged_in: TestUser,
+    auth: AuthActions,
+    receiver: rx.Receiver,
+) -> None:
+    # Registration refuses internal addresses; the fetch checks again (a name may resolve
+    # elsewhere by now, or the row predates the check).
+    from sqlalchemy import select
+
+    from idp import db
+    from idp.models.oidc import OAuthClient
+
+    client = oidc.register(
+        app, backchannel_logout_uri="https://rp.example/backchannel", self_registered=True
+    )
+    with app.app_context():
+        row = db.get_session().scalars(select(OAuthClient)).one()
+        row.backchannel_logout_uri = receiver.endpoint().replace(
+            "http://127.0.0.1", "https://localhost"
+        )
+        db.get_session().commit()
+    rx.sign_in_to(http, client)
+
+    assert auth.logout().status_code == 200
+
+    assert receiver.received == []
+    (delivery,) = rx.deliveries(app)
+    assert delivery.delivered_at is None
+    assert delivery.last_error is not None and "not a public address" in delivery.last_error
+
+
 def test_an_unreachable_receiver_is_recorded_not_raised(
     app: Flask,
     http: FlaskClient,

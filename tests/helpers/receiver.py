@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
+from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,6 +50,14 @@ class Receiver:
     fail_next: int = 0
     # Sleep this long before answering (a slow RP).
     delay: float = 0.0
+    # Send the answer one byte per this many seconds (each read is quick, the whole slow).
+    drip: float = 0.0
+    # Answer with a redirect to this URL.
+    redirect_to: str | None = None
+    # The body of every answer (a JWK Set for GET, say).
+    body: bytes = b""
+    # Answers the client hung up on before the last byte.
+    abandoned: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     release: threading.Event = field(default_factory=threading.Event)
 
@@ -62,6 +72,9 @@ class Receiver:
 
 def _handler(state: Receiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            self.do_POST()
+
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length).decode()
@@ -75,11 +88,25 @@ def _handler(state: Receiver) -> type[BaseHTTPRequestHandler]:
             if state.delay:
                 # Wakes early when the test ends, so the server thread stops promptly.
                 state.release.wait(state.delay)
-            status = 500 if failing else 200
-            self.send_response(status)
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            status = 500 if failing else 302 if state.redirect_to else 200
+            head = [f"HTTP/1.1 {status} Answer", "Cache-Control: no-store", "Connection: close"]
+            if state.redirect_to:
+                head.append(f"Location: {state.redirect_to}")
+            head.append(f"Content-Length: {len(state.body)}")
+            answer = ("\r\n".join(head) + "\r\n\r\n").encode() + state.body
+            try:
+                if not state.drip:
+                    self.wfile.write(answer)
+                    return
+                for index in range(len(answer)):
+                    self.wfile.write(answer[index : index + 1])
+                    self.wfile.flush()
+                    if state.release.wait(state.drip):
+                        return
+            except OSError:
+                with state.lock:
+                    state.abandoned += 1
+            self.close_connection = True
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             pass
@@ -204,3 +231,13 @@ def login_row(app: Flask, sid: str) -> LoginSession:
         row = db.get_session().scalar(select(LoginSession).where(LoginSession.sid == sid))
         assert row is not None
         return row
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
+    """Poll ``condition`` (another thread's doing) until true or ``seconds`` pass."""
+    end = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.02)
+    return True

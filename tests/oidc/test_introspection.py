@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from typing import Any
 
@@ -37,8 +38,10 @@ def client(app: Flask) -> oidc.Client:
 
 @pytest.fixture
 def api(app: Flask) -> oidc.Client:
-    """A resource server: a confidential client that only introspects."""
-    return oidc.register(app, "API", redirect_uris=["https://api.example.com/unused"])
+    """A resource server: a confidential client registered to introspect any token."""
+    return oidc.register(
+        app, "API", redirect_uris=["https://api.example.com/unused"], is_resource_server=True
+    )
 
 
 @pytest.fixture
@@ -69,8 +72,52 @@ def test_the_client_may_introspect_its_own_token(
     assert introspect(http, client, tokens["access_token"])["active"] is True
 
 
+def test_another_client_learns_nothing_about_a_token(
+    app: Flask, http: FlaskClient, client: oidc.Client, tokens: dict[str, Any]
+) -> None:
+    # Any confidential client could read the claims (sub, sid, scope) of every other token.
+    other = oidc.register(app, "Other", redirect_uris=["https://other.example.com/cb"])
+    before = oidc.token_rows(app)
+
+    for token in (tokens["access_token"], tokens["refresh_token"]):
+        assert introspect(http, other, token) == {"active": False}
+
+    assert oidc.token_rows(app) == before
+    # The token itself is still alive for its own client.
+    assert introspect(http, client, tokens["refresh_token"])["active"] is True
+
+
+def test_the_resource_server_flag_is_set_on_the_command_line(
+    app: Flask, http: FlaskClient, tokens: dict[str, Any]
+) -> None:
+    runner = app.test_cli_runner()
+    added = runner.invoke(
+        args=[
+            "client",
+            "add",
+            "Photos API",
+            "--redirect-uri",
+            "https://photos.example.com/unused",
+            "--resource-server",
+            "--json",
+        ]
+    )
+    assert added.exit_code == 0, added.output
+    credentials = json.loads(added.output)
+    photos = oidc.Client(credentials["client_id"], credentials["client_secret"], "")
+
+    assert introspect(http, photos, tokens["access_token"])["active"] is True
+    listed = runner.invoke(args=["client", "list", "--json"])
+    flags = {row["name"]: row["resource_server"] for row in json.loads(listed.output)}
+    assert flags == {"Notes": False, "Photos API": True}
+    plain = runner.invoke(args=["client", "list"]).output.splitlines()
+    assert [line.split("\t")[-1] for line in plain if "Photos API" in line] == ["resource_server"]
+
+
 def test_client_secret_post_caller(app: Flask, http: FlaskClient, tokens: dict[str, Any]) -> None:
-    caller = oidc.register(app, "Post API", token_endpoint_auth_method="client_secret_post")
+    caller = oidc.register(
+        app, "Post API", token_endpoint_auth_method="client_secret_post", is_resource_server=True
+    )
     response = http.post(
         "/introspect",
         data={

@@ -186,7 +186,10 @@ def test_retry_within_the_grace_window_replaces_the_lost_child(
     assert_token_error(refresh(http, rp, lost["refresh_token"]), "invalid_grant")
     assert is_active(http, rp, retry["access_token"])
     assert refreshed(http, rp, retry["refresh_token"])["refresh_token"]
-    assert reuse_events(app) == []
+    # A thief holding the client's credentials looks the same: every reuse is audited.
+    (event,) = reuse_events(app)
+    assert event.rp == rp.client_id and event.user_id == logged_in.id
+    assert event.details["within_grace"] is True
 
 
 def test_retry_is_allowed_once(
@@ -203,7 +206,33 @@ def test_retry_is_allowed_once(
     assert_token_error(again, "invalid_grant")
     assert_token_error(refresh(http, rp, retry["refresh_token"]), "invalid_grant")
     assert not is_active(http, rp, retry["access_token"])
-    assert len(reuse_events(app)) == 1
+    grace, reuse = reuse_events(app)
+    assert grace.details["within_grace"] is True
+    assert reuse.details["within_grace"] is False
+
+
+def test_a_public_client_has_no_grace_window(
+    app: Flask, http: FlaskClient, logged_in: TestUser, clock: Clock
+) -> None:
+    # Nothing but the token authenticates a PKCE app's refresh: a replayed old token is theft.
+    wiki = oidc.register(app, "Wiki", token_endpoint_auth_method="none")
+    api = oidc.register(app, "API", is_resource_server=True)
+    first = login_tokens(http, wiki)
+    child = refreshed(http, wiki, first["refresh_token"])
+    clock.advance(seconds=1)
+    tokens_before = state_of(app)[0]
+
+    replay = refresh(http, wiki, first["refresh_token"])
+
+    assert_token_error(replay, "invalid_grant")
+    tokens, revoked, _ = state_of(app)
+    assert tokens == tokens_before  # the replayer got nothing
+    assert revoked == tokens  # the whole family, the legitimate child included
+    assert_token_error(refresh(http, wiki, child["refresh_token"]), "invalid_grant")
+    assert not is_active(http, api, child["access_token"])
+    (event,) = reuse_events(app)
+    assert event.rp == wiki.client_id and event.user_id == logged_in.id
+    assert event.details["within_grace"] is False
 
 
 def test_retry_of_an_older_ancestor_is_reuse(

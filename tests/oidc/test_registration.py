@@ -405,3 +405,42 @@ def test_a_registered_public_client_completes_the_code_flow_with_pkce(
 def test_discovery_names_the_registration_endpoint(app: Flask, http: FlaskClient) -> None:
     document = http.get("/.well-known/openid-configuration").get_json()
     assert document["registration_endpoint"] == "http://idp.test/register"
+
+
+INTERNAL_URIS = [
+    "https://127.0.0.1/hook",
+    "https://localhost:8443/hook",  # a name: refused for what it resolves to
+    "https://[::1]/hook",
+    "https://[::ffff:127.0.0.1]/hook",
+    "https://10.1.2.3/hook",
+    "https://192.168.0.10/hook",
+    "https://172.16.5.4/hook",
+    "https://169.254.169.254/latest/meta-data",
+    "https://100.64.0.1/hook",
+    "https://0.0.0.0/hook",
+    "https://[fd00::1]/hook",
+    "http://127.0.0.1:8080/hook",
+]
+
+
+@pytest.mark.parametrize("member", ["jwks_uri", "backchannel_logout_uri"])
+@pytest.mark.parametrize("uri", INTERNAL_URIS)
+def test_a_registrant_cannot_point_the_idp_at_internal_addresses(
+    app: Flask, http: FlaskClient, member: str, uri: str
+) -> None:
+    # The IdP fetches these URIs itself (SSRF): a registrant gets public https only.
+    response = register(http, {**METADATA, member: uri})
+    assert response.status_code == 400, response.data
+    body = response.get_json()
+    assert body["error"] == "invalid_client_metadata"
+    assert body["error_description"].isascii()
+    assert state(app) == (0, 0)
+
+
+def test_only_registrants_are_held_to_public_addresses(app: Flask, http: FlaskClient) -> None:
+    response = register(http, {**METADATA, "backchannel_logout_uri": "https://rp.example/bc"})
+    assert response.status_code == 201, response.data
+    assert stored(app, response.get_json()["client_id"]).is_self_registered is True
+    # The operator's own clients keep loopback (the demo apps live there, CONTRACT.md).
+    operator = oidc.register(app, "Notes", backchannel_logout_uri="http://127.0.0.1:5001/bc")
+    assert stored(app, operator.client_id).is_self_registered is False

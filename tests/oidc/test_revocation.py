@@ -48,7 +48,9 @@ def client(app: Flask) -> oidc.Client:
 
 @pytest.fixture
 def api(app: Flask) -> oidc.Client:
-    return oidc.register(app, "API", redirect_uris=["https://api.example.com/unused"])
+    return oidc.register(
+        app, "API", redirect_uris=["https://api.example.com/unused"], is_resource_server=True
+    )
 
 
 @pytest.fixture

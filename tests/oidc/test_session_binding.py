@@ -110,7 +110,9 @@ def client(app: Flask) -> oidc.Client:
 
 @pytest.fixture
 def api(app: Flask) -> oidc.Client:
-    return oidc.register(app, "API", redirect_uris=["https://api.example.com/unused"])
+    return oidc.register(
+        app, "API", redirect_uris=["https://api.example.com/unused"], is_resource_server=True
+    )
 
 
 def end_by_logout(app: Flask, alice: Issued, clock: Clock) -> None:
