@@ -39,6 +39,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp import cli
     from idp import csrf
     from idp import errors
+    from idp import inputs
     from idp import ops
     from idp import replay
     from idp.keys import commands as key_commands
@@ -53,6 +54,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp.sessions import views as session_views
     from idp.users import commands as user_commands
 
+    inputs.init_app(app)
     db.init_app(app, settings)
     key_store.init_app(app, settings)
     session_service.init_app(app, settings)

@@ -90,6 +90,8 @@ def jwts(draw: st.DrawFn, known: dict[str, str]) -> str:
     parts = [json.dumps(header).encode(), json.dumps(claims).encode()]
     if draw(st.integers(0, 9)) == 0:
         parts = [draw(hostile_bytes), draw(hostile_bytes)]
+    elif draw(st.integers(0, 9)) == 0:  # nested past the JSON parser's recursion limit
+        parts[draw(st.integers(0, 1))] = b"[" * 3000
     return ".".join([*map(b64url, parts), b64url(draw(hostile_bytes))])
 
 
@@ -414,7 +416,7 @@ def saml_messages(draw: st.DrawFn) -> bytes:
     return xml
 
 
-def test_saml_endpoints(http: FlaskClient) -> None:
+def test_saml_endpoints(http: FlaskClient, known: dict[str, str]) -> None:
     @fuzz
     @given(data=st.data())
     def run(data: st.DataObject) -> None:
@@ -431,3 +433,106 @@ def test_saml_endpoints(http: FlaskClient) -> None:
         send(http, method, path, params)
 
     run()
+
+
+# -- the cases found by hand, spelled out --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "extra"),
+    [
+        ("GET", "/authorize", {}),
+        ("POST", "/token", {"grant_type": "authorization_code", "code": "x"}),
+        ("POST", "/revoke", {"token": "x"}),
+        ("GET", "/end_session", {}),
+    ],
+)
+@pytest.mark.parametrize("field", ["client_id", "nonce"])
+def test_nul_in_a_parameter_is_invalid_request(
+    app: Flask,
+    http: FlaskClient,
+    known: dict[str, str],
+    method: str,
+    path: str,
+    extra: Any,
+    field: str,
+) -> None:
+    params = {"client_id": known["client_id"], "nonce": "n", **extra, field: "a\x00b"}
+    before = oidc.token_rows(app), audit_count(app)
+    response = send(http, method, path, list(params.items()))
+    assert response.status_code == 400
+    if path in ("/token", "/revoke"):
+        assert response.get_json()["error"] == "invalid_request"
+        assert response.headers["Cache-Control"] == "no-store"
+    else:  # no validated redirect_uri: an HTML page, never a redirect
+        assert "invalid_request" in response.get_data(as_text=True)
+    assert (oidc.token_rows(app), audit_count(app)) == before
+
+
+def test_invalid_utf8_in_a_parameter_is_invalid_request(
+    http: FlaskClient, known: dict[str, str]
+) -> None:
+    response = http.post(
+        "/token",
+        data=b"grant_type=client_credentials&scope=%FF%FE",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        auth=(known["client_id"], known["client_secret"]),
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_request"
+
+
+def test_nul_in_basic_credentials_is_invalid_client(http: FlaskClient) -> None:
+    response = http.post(
+        "/token",
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": basic_auth("a\x00b", "secret")},
+    )
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "invalid_client"
+
+
+def crit_token(known: dict[str, str]) -> str:
+    header = {"alg": "RS256", "kid": "fuzz", "crit": 1}
+    claims = {"iss": known["jwt_client_id"], "sub": known["jwt_client_id"], "exp": 2**31}
+    return ".".join(b64url(json.dumps(part).encode()) for part in (header, claims, "sig"))
+
+
+def test_crit_header_of_the_wrong_type_is_an_invalid_token(
+    app: Flask, http: FlaskClient, known: dict[str, str]
+) -> None:
+    token = crit_token(known)
+    client = (known["client_id"], known["client_secret"])
+    before = oidc.token_rows(app), audit_count(app)
+
+    response = http.get("/userinfo", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "invalid_token"
+    assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+    response = http.post("/introspect", data={"token": token}, auth=client)
+    assert (response.status_code, response.get_json()) == (200, {"active": False})
+    response = http.post("/revoke", data={"token": token}, auth=client)
+    assert response.status_code == 200  # RFC 7009 §2.2: an invalid token is no error
+    response = http.post(
+        "/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": token,
+        },
+    )
+    # RFC 6749 §5.2: invalid_client is a 401 only when the client used the Authorization header.
+    assert (response.status_code, response.get_json()["error"]) == (400, "invalid_client")
+    assert (oidc.token_rows(app), audit_count(app)) == before
+
+
+def audit_count(app: Flask) -> int:
+    from sqlalchemy import func
+    from sqlalchemy import select
+
+    from idp import db
+    from idp.models.audit import AuditEvent
+
+    with app.app_context():
+        count: int = db.get_session().scalar(select(func.count()).select_from(AuditEvent)) or 0
+        return count

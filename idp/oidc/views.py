@@ -26,6 +26,7 @@ from idp import csrf
 from idp import db
 from idp.attributes import SCOPES
 from idp.errors import render_http_error
+from idp.inputs import MalformedInputError
 from idp.keys.store import get_key_store
 from idp.models.login import LoginSession
 from idp.oidc import discovery
@@ -75,6 +76,18 @@ def _server_error(error: Exception) -> ResponseReturnValue:
         message="Something went wrong on our side.",
     )
     return page, 500
+
+
+@bp.errorhandler(MalformedInputError)
+def _malformed(error: MalformedInputError) -> ResponseReturnValue:
+    refusal = InvalidRequestError(error.description)
+    if request.endpoint in JSON_ENDPOINTS:  # RFC 6749 §5.2, RFC 6750 §3.1
+        return (
+            {"error": refusal.error, "error_description": refusal.description},
+            400,
+            {"Cache-Control": "no-store"},
+        )
+    return render_oauth_error(refusal)  # no validated redirect_uri: an HTML 400
 
 
 SCOPE_DESCRIPTIONS = {
