@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -73,9 +76,7 @@ def build_engine(database_url: str) -> Engine:
     options: dict[str, Any] = {"future": True}
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
-            from pathlib import Path
-
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            create_private_file(Path(url.database))
     else:
         options["pool_pre_ping"] = True
     engine = create_engine(url, **options)
@@ -89,6 +90,17 @@ def build_engine(database_url: str) -> Engine:
             cursor.close()
 
     return engine
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` readable by its owner only (0600, in a new directory 0700) unless it exists.
+
+    SQLite would create the database 0644 (password hashes, e-mails, the audit trail), and
+    gives its -journal, -wal and -shm files the database file's permissions.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def init_app(app: Flask, settings: Settings) -> None:
@@ -127,8 +139,6 @@ def now() -> datetime:
 
 
 def _alembic_config(connection: Any) -> Any:
-    from pathlib import Path
-
     from alembic.config import Config
 
     config = Config()

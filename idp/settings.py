@@ -210,7 +210,7 @@ def load_secret_key(settings: Settings) -> str:
     if settings.secret_key:
         return settings.secret_key
     path = Path(settings.instance_dir) / "secret_key"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         # O_EXCL: when several workers start at once exactly one writes the key.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
