@@ -40,6 +40,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp import csrf
     from idp import errors
     from idp import inputs
+    from idp import logs
     from idp import ops
     from idp import replay
     from idp.keys import commands as key_commands
@@ -60,6 +61,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     session_service.init_app(app, settings)
     replay.init_app(app, settings)
     oidc_server.init_app(app, settings)
+    logs.init_app(app)
     saml_views.init_app(app)
     errors.register_error_handlers(app)
     csrf.init_app(app)

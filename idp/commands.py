@@ -12,7 +12,10 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from idp import db
+from idp import get_settings
 from idp.keys.store import get_key_store
+from idp.logs import ACCESS_LOG_FORMAT
+from idp.logs import configure_logging
 
 
 @click.command("init")
@@ -90,10 +93,12 @@ def _post_fork(app: Flask) -> None:
 def serve_command(host: str, port: int, workers: int | None) -> None:
     """Run the production server (gunicorn)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    configure_logging(get_settings(app))
     options = {
         "bind": f"{host}:{port}",
         "workers": workers or default_workers(),
         "accesslog": "-",
+        "access_log_format": ACCESS_LOG_FORMAT,
         "errorlog": "-",
         "proc_name": "idp",
         "post_fork": lambda server, worker: _post_fork(app),

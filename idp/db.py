@@ -73,7 +73,8 @@ def utcnow() -> datetime:
 def build_engine(database_url: str) -> Engine:
     """Create an engine; SQLite gets foreign keys on and a directory for its file."""
     url = make_url(database_url)
-    options: dict[str, Any] = {"future": True}
+    # Parameters are e-mails, hashes, client ids: never in logs or error messages.
+    options: dict[str, Any] = {"future": True, "hide_parameters": True}
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             create_private_file(Path(url.database))
