@@ -90,7 +90,7 @@ def configure_logging(settings: Settings) -> None:
 def init_app(app: Flask) -> None:
     """Filter Authlib's loggers, whatever level someone gives them (call after its imports)."""
     # Authlib writes whole tokens at DEBUG, e.g. "Issue token %r to %r" with the access,
-    # refresh and ID tokens: https://github.com/authlib/authlib/blob/v1.6.5/authlib/oauth2/rfc6749/grants/authorization_code.py#L279
+    # refresh and ID tokens: https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc6749/grants/authorization_code.py#L279
     # (and refresh_token.py, client_credentials.py). A filter on each of its module loggers
     # applies to the records they create, whichever handler receives them.
     for name in list(logging.root.manager.loggerDict):
