@@ -69,6 +69,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(ops.bp)
     app.register_blueprint(oidc_views.bp)
     app.register_blueprint(saml_views.bp)
+    # Browsers ask for /favicon.ico wherever no <link rel="icon"> names the icon (JSON, images).
+    app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.svg"))
     app.after_request(_security_headers)
     cli.init_app(app)
     for group in (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from flask import Flask
 from flask import render_template
@@ -63,17 +64,42 @@ def _wants_json() -> bool:
     return request.path.startswith("/api/") or best == "application/json"
 
 
-def _render(status: int, title: str, message: str) -> ResponseReturnValue:
+# The IdP's words for the statuses a browser commonly meets, in place of werkzeug's stock
+# texts; a description given on purpose (``abort(400, description=...)``) is kept.
+HTTP_PAGES: dict[int, tuple[str, str]] = {
+    400: ("Bad request", "The request was not understood."),
+    404: ("Page not found", "There is no page at this address. Check the link or start over."),
+    405: ("Not allowed", "This page cannot be used that way."),
+    413: ("Request too large", "The request was too large to handle."),
+    429: ("Too many requests", "Too many attempts; wait a moment and try again."),
+    500: ("Something went wrong", "Something went wrong on our side. Try again in a moment."),
+}
+
+
+def _render(
+    status: int, name: str, message: str, headers: Sequence[tuple[str, str]] = ()
+) -> ResponseReturnValue:
     if _wants_json():
-        return {"error": title.lower().replace(" ", "_"), "message": message}, status
+        return {"error": name.lower().replace(" ", "_"), "message": message}, status, [*headers]
+    title = HTTP_PAGES.get(status, (name, ""))[0]
     page = render_template("errors/error.html", status=status, title=title, message=message)
-    return page, status
+    return page, status, [*headers]
 
 
 def render_http_error(error: HTTPException) -> ResponseReturnValue:
-    """Render an HTTP error (400, 404, 405, ...) as a small page, or JSON for API callers."""
+    """Render an HTTP error (400, 404, 405, ...) as an IdP page, or JSON for API callers."""
     status = error.code or 500
-    return _render(status, error.name, error.description or error.name)
+    message = error.description or ""
+    if not message or message == type(error).description:
+        message = HTTP_PAGES.get(status, ("", "The request could not be handled."))[1]
+    # Keep what the status needs (Allow on a 405, Retry-After on a 429), not werkzeug's body type.
+    headers = [(key, value) for key, value in error.get_headers() if key.lower() != "content-type"]
+    return _render(status, error.name, message, headers)
+
+
+def render_server_error() -> ResponseReturnValue:
+    """Render the generic 500 page (or JSON); the cause stays in the server's log."""
+    return _render(500, "Internal Server Error", HTTP_PAGES[500][1])
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -87,4 +113,4 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception) -> ResponseReturnValue:
         logger.exception("unhandled error on %s %s", request.method, request.path)
-        return _render(500, "Internal Server Error", "Something went wrong on our side.")
+        return render_server_error()

@@ -22,7 +22,9 @@ _FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 class MalformedInputError(BadRequest):
     """A parameter carries control characters or bytes that are not UTF-8."""
 
-    description = "A parameter contains control characters or bytes that are not UTF-8."
+    def __init__(self) -> None:
+        # An instance's description: error pages keep it instead of their generic text.
+        super().__init__("A parameter contains control characters or bytes that are not UTF-8.")
 
 
 def is_clean(value: str) -> bool:

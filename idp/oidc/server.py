@@ -21,6 +21,7 @@ from flask import Flask
 from flask import current_app
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from werkzeug.datastructures import MultiDict
 
 from idp import audit
 from idp import db
@@ -31,6 +32,7 @@ from idp.oidc import storage
 from idp.oidc import tokens
 from idp.oidc.claims import subject_for
 from idp.replay import remember_once
+from idp.sessions import requesters
 from idp.settings import Settings
 
 # RFC 7523 §3: assertions must be short-lived; we refuse any promising to live longer.
@@ -286,9 +288,19 @@ def build_authorization_server(app: Flask) -> AuthorizationServer:
 def init_app(app: Flask, settings: Settings) -> None:
     app.extensions["idp.oidc.salt"] = settings.pairwise_salt or app.config["SECRET_KEY"]
     app.extensions["idp.oidc.server"] = build_authorization_server(app)
+    requesters.register(app, "oidc.authorize", client_name_of)
     from idp.oidc import logout
 
     logout.init_app(app)
+
+
+def client_name_of(args: MultiDict[str, str]) -> str | None:
+    """Return the name of the registered client an authorization request names, or None."""
+    client_ids = args.getlist("client_id")
+    if len(client_ids) != 1 or not client_ids[0].isprintable():
+        return None
+    client = storage.get_client(client_ids[0])
+    return client.client_name if client is not None else None
 
 
 def get_authorization_server() -> AuthorizationServer:

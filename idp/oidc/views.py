@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timedelta
 from typing import Any
+from typing import Final
 from urllib.parse import urlencode
 
+from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import AccessDeniedError
+from authlib.oauth2.rfc6749.errors import InvalidClientError
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc6749.errors import UnsupportedResponseTypeError
 from authlib.oidc.core.errors import ConsentRequiredError
@@ -15,17 +24,22 @@ from flask import Blueprint
 from flask import Response
 from flask import current_app
 from flask import jsonify
+from flask import redirect
 from flask import render_template
 from flask import request
 from flask.typing import ResponseReturnValue
+from itsdangerous import BadData
+from itsdangerous import URLSafeSerializer
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from idp import audit
 from idp import csrf
 from idp import db
+from idp import replay
 from idp.attributes import SCOPES
 from idp.errors import render_http_error
+from idp.errors import render_server_error
 from idp.inputs import MalformedInputError
 from idp.keys.store import get_key_store
 from idp.models.login import LoginSession
@@ -46,6 +60,10 @@ from idp.sessions import service as sessions
 from idp.settings import Settings
 
 bp = Blueprint("oidc", __name__)
+# The login page comes back to /authorize with this mark of the login the request asked for.
+FRESH_LOGIN_PARAM: Final = "fresh_login"
+FRESH_LOGIN_TTL: Final = timedelta(minutes=30)
+_FRESH_LOGIN_SALT: Final = "idp.oidc.fresh-login"
 # JSON endpoints answer unexpected failures in JSON too (RFC 6749 §5.2 shape), never HTML.
 JSON_ENDPOINTS = frozenset(
     {
@@ -69,13 +87,7 @@ def _server_error(error: Exception) -> ResponseReturnValue:
     logging.getLogger(__name__).exception("unhandled error on %s", request.path)
     if request.endpoint in JSON_ENDPOINTS:
         return {"error": "server_error"}, 500, {"Cache-Control": "no-store"}
-    page = render_template(
-        "errors/error.html",
-        status=500,
-        title="Internal Server Error",
-        message="Something went wrong on our side.",
-    )
-    return page, 500
+    return render_server_error()
 
 
 @bp.errorhandler(MalformedInputError)
@@ -135,6 +147,14 @@ def render_oauth_error(error: OAuth2Error) -> ResponseReturnValue:
     return page, 400
 
 
+@dataclass(frozen=True)
+class FreshLoginMark:
+    """A login this authorization request asked for at ``asked_at`` (spent once by ``nonce``)."""
+
+    asked_at: datetime
+    nonce: str
+
+
 def _prompts() -> set[str]:
     return set(request.values.get("prompt", "").split())
 
@@ -154,25 +174,74 @@ def _auth_too_old(login: LoginSession | None) -> bool:
     return age > int(raw)
 
 
-def _authorization_url(*, keep_login_prompt: bool = True) -> str:
-    """Return this authorization request as a GET URL (it may have come as a POST)."""
-    # OIDC Core §3.1.2.1: "Authorization Servers MUST support the use of the HTTP GET and
-    # POST methods"; the login and consent pages come back here with a GET or their own POST.
+def _request_args() -> list[tuple[str, str]]:
+    """Return this authorization request's parameters, without the IdP's own bookkeeping."""
     args: list[tuple[str, str]] = [
         (key, value)
         for key in request.values
-        if key not in ("prompt", csrf.FIELD, "decision")
+        if key not in ("prompt", FRESH_LOGIN_PARAM, csrf.FIELD, "decision")
         for value in request.values.getlist(key)
     ]
-    prompts = _prompts() if keep_login_prompt else _prompts() - {"login"}
-    if prompts:
+    if prompts := _prompts():
         args.append(("prompt", " ".join(sorted(prompts))))
+    return args
+
+
+def _authorization_url(fresh_login: str | None) -> str:
+    """Return this authorization request as a GET URL (it may have come as a POST)."""
+    # OIDC Core §3.1.2.1: "Authorization Servers MUST support the use of the HTTP GET and
+    # POST methods"; the login and consent pages come back here with a GET or their own POST.
+    args = _request_args()
+    if fresh_login:
+        args.append((FRESH_LOGIN_PARAM, fresh_login))
     return f"{request.path}?{urlencode(args)}"
 
 
-def _without_login_prompt() -> str:
-    """Return this authorize URL without ``prompt=login``, so login does not loop."""
-    return _authorization_url(keep_login_prompt=False)
+def _fresh_login_serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=_FRESH_LOGIN_SALT)
+
+
+def _request_digest() -> str:
+    return hashlib.sha256(urlencode(sorted(_request_args())).encode()).hexdigest()
+
+
+def _ask_fresh_login() -> str:
+    """Return the mark of a login asked for now, for this very request."""
+    mark = {"at": db.now().isoformat(), "nonce": secrets.token_urlsafe(16)}
+    token: str = _fresh_login_serializer().dumps({**mark, "request": _request_digest()})
+    return token
+
+
+def _fresh_login_asked() -> FreshLoginMark | None:
+    """Return this request's valid mark; None when absent, forged, another request's or old."""
+    token = request.values.get(FRESH_LOGIN_PARAM, "")
+    try:
+        data = _fresh_login_serializer().loads(token)
+        mark = FreshLoginMark(datetime.fromisoformat(data["at"]), str(data["nonce"]))
+        digest = str(data["request"])
+    except (BadData, KeyError, TypeError, ValueError):
+        return None
+    if not hmac.compare_digest(digest.encode(), _request_digest().encode()):
+        return None
+    if mark.asked_at.tzinfo is None or db.now() > mark.asked_at + FRESH_LOGIN_TTL:
+        return None
+    return mark
+
+
+def _spend(mark: FreshLoginMark) -> bool:
+    """Use the mark once: the same URL again (Back, a copied link) asks for a new login."""
+    return replay.remember_once(f"oidc:fresh-login:{mark.nonce}", mark.asked_at + FRESH_LOGIN_TTL)
+
+
+def _login_page(*, force: bool, redirect_uri: str | None, state: str | None) -> ResponseReturnValue:
+    """Send the browser to log in for this request; ``prompt=none`` forbids it."""
+    if "none" in _prompts():
+        raise LoginRequiredError(redirect_uri=redirect_uri, state=state)
+    return sessions.redirect_to_login(
+        next_url=_authorization_url(_ask_fresh_login()),
+        force=force,
+        login_hint=request.values.get("login_hint"),
+    )
 
 
 def _needs_consent(login: LoginSession, client_id: str, scopes: set[str], trusted: bool) -> bool:
@@ -184,24 +253,37 @@ def _needs_consent(login: LoginSession, client_id: str, scopes: set[str], truste
     return consent is None or consent.revoked_at is not None or not scopes <= set(consent.scopes)
 
 
-def _unsupported_response_type() -> UnsupportedResponseTypeError:
-    """Refuse a response_type other than ``code``, redirecting only to a validated URI."""
+def _validate_response_type(server: AuthorizationServer) -> None:
+    """Refuse a response_type other than ``code``, after the client and redirect_uri.
+
+    Authlib looks at the response_type first, so ``/authorize?client_id=nope`` would be told
+    its response_type is unsupported. Name the real problem first, in RFC 6749 §4.1.2.1's
+    order: a missing or unknown client, or a bad redirect_uri, is shown here (never
+    redirected); then a missing or unsupported response_type goes to the validated URI.
+    """
+    if request.values.get("response_type") in AuthorizationCodeGrant.RESPONSE_TYPES:
+        return
+    oauth_request = server.create_oauth2_request(request)
+    AuthorizationCodeGrant.validate_no_multiple_request_parameter(oauth_request)
+    client_id = oauth_request.payload.client_id
+    if not client_id:
+        raise InvalidClientError(description="Missing 'client_id' parameter.")
+    client = server.query_client(client_id)
+    if client is None:
+        raise InvalidClientError(description="The client does not exist on this server.")
+    redirect_uri = AuthorizationCodeGrant.validate_authorization_redirect_uri(oauth_request, client)
+    state = oauth_request.payload.state
+    if not request.values.get("response_type"):
+        raise InvalidRequestError(
+            "Missing 'response_type' parameter.", redirect_uri=redirect_uri, state=state
+        )
     # Authlib would quote the value in error_description, which must be printable ASCII
     # (RFC 6749 §4.1.2.1): a hostile value would be a 500, a long one an amplifier.
-    redirect_uri = None
-    client_ids = request.values.getlist("client_id")
-    requested = request.values.getlist("redirect_uri")
-    client = storage.get_client(client_ids[0]) if len(client_ids) == 1 else None
-    if client is not None and len(requested) <= 1:
-        if not requested:
-            redirect_uri = client.get_default_redirect_uri()
-        elif client.check_redirect_uri(requested[0]):
-            redirect_uri = requested[0]
-    return UnsupportedResponseTypeError(
+    raise UnsupportedResponseTypeError(
         None,
         "The 'response_type' is not supported; use 'code'.",
         redirect_uri=redirect_uri,
-        state=request.values.get("state"),
+        state=state,
     )
 
 
@@ -210,26 +292,33 @@ def authorize() -> ResponseReturnValue:
     server = get_authorization_server()
     login = sessions.current_login()
     try:
-        if request.values.get("response_type") not in AuthorizationCodeGrant.RESPONSE_TYPES:
-            raise _unsupported_response_type()
-        grant = server.get_consent_grant(end_user=login)
+        _validate_response_type(server)
+        # A cross-site POST arrives without the SameSite=Lax cookie: once the client and
+        # redirect_uri are valid, look again with a same-site GET (which carries it) before
+        # answering login_required or showing the login page.
+        look_again = login is None and request.method == "POST"
+        try:
+            grant = server.get_consent_grant(end_user=login)
+        except LoginRequiredError:
+            if not look_again:
+                raise
+        if look_again:
+            return redirect(_authorization_url(request.values.get(FRESH_LOGIN_PARAM)), 303)
         redirect_uri = grant.redirect_uri
+        state = grant.request.payload.state
         prompts = _prompts()
         try:
-            force = _auth_too_old(login) or (login is not None and "login" in prompts)
+            too_old = _auth_too_old(login)
         except InvalidRequestError as error:
-            error.redirect_uri, error.state = redirect_uri, grant.request.payload.state
+            error.redirect_uri, error.state = redirect_uri, state
             raise
+        # OIDC Core §3.1.2.1: the login this request asked for satisfies its max_age and
+        # prompt=login, however long the user took; without that, /login looped forever.
+        asked = _fresh_login_asked()
+        fresh = login is not None and asked is not None and login.auth_time >= asked.asked_at
+        force = not fresh and (too_old or (login is not None and "login" in prompts))
         if login is None or force:
-            if "none" in prompts:
-                raise LoginRequiredError(
-                    redirect_uri=redirect_uri, state=grant.request.payload.state
-                )
-            return sessions.redirect_to_login(
-                next_url=_without_login_prompt(),
-                force=force,
-                login_hint=request.values.get("login_hint"),
-            )
+            return _login_page(force=force, redirect_uri=redirect_uri, state=state)
         client = grant.client
         # Claims named in the ``claims`` parameter need the consent their scopes need.
         named = scopes_of(parse_claims_request(grant.request.payload.data.get("claims")))
@@ -237,13 +326,11 @@ def authorize() -> ResponseReturnValue:
         scopes = set(client.get_allowed_scope(requested).split())
         if _needs_consent(login, client.client_id, scopes, client.is_trusted):
             if "none" in prompts:
-                raise ConsentRequiredError(
-                    redirect_uri=redirect_uri, state=grant.request.payload.state
-                )
+                raise ConsentRequiredError(redirect_uri=redirect_uri, state=state)
             if request.method == "GET" or "decision" not in request.form:
                 page = render_template(
                     "oidc/consent.html",
-                    action=_authorization_url(),
+                    action=_authorization_url(request.values.get(FRESH_LOGIN_PARAM)),
                     client=client,
                     login=login,
                     scopes=[
@@ -260,9 +347,7 @@ def authorize() -> ResponseReturnValue:
                     "consent_denied", user_id=login.user_id, sid=login.sid, rp=client.client_id
                 )
                 db.get_session().commit()
-                raise AccessDeniedError(
-                    redirect_uri=redirect_uri, state=grant.request.payload.state
-                )
+                raise AccessDeniedError(redirect_uri=redirect_uri, state=state)
             storage.save_consent(login.user_id, client.client_id, sorted(scopes), db.now())
             audit.record(
                 "consent_granted",
@@ -272,6 +357,8 @@ def authorize() -> ResponseReturnValue:
                 scope=" ".join(sorted(scopes)),
             )
             db.get_session().commit()
+        if asked is not None and fresh and not _spend(asked):
+            return _login_page(force=True, redirect_uri=redirect_uri, state=state)
     except OAuth2Error as error:
         return render_oauth_error(error)
     end_user = EndUser(user=login.user, login=login, client=client)
@@ -407,6 +494,22 @@ def register() -> ResponseReturnValue:
     return body, status, headers
 
 
+# The confirmation form's own fields are not carried over to the GET that looks for the cookie.
+_NOT_HOPPED = frozenset({csrf.FIELD, "confirm"})
+
+
+def _end_hinted_login(claims: dict[str, Any], current: LoginSession | None) -> LoginSession | None:
+    """End the live session the hint's ``sid`` names, with or without this browser's cookie."""
+    hinted = sessions.get_login_by_sid(claims["sid"]) if claims else None
+    if hinted is None or not sessions.is_login_active(hinted, db.now()):
+        return None
+    if current is not None and current.id == hinted.id:
+        sessions.end_current_login("rp_logout")
+    else:
+        sessions.revoke_login(hinted, "rp_logout")
+    return hinted
+
+
 @bp.route("/end_session", methods=["GET", "POST"])
 def end_session() -> ResponseReturnValue:
     """RP-Initiated Logout 1.0: confirm unless a valid id_token_hint proves the RP asked."""
@@ -418,28 +521,36 @@ def end_session() -> ResponseReturnValue:
     except OAuth2Error as error:
         return render_oauth_error(error)  # never redirects: no validated redirect here
     login = sessions.current_login()
-    claims = end_request.id_token_claims or {}
-    proven = bool(claims) and login is not None and claims.get("sid") == login.sid
-    if login is not None and not proven:
+    # A valid hint proves the RP asked: the session it names ends, cookie or not (a
+    # cross-site POST carries no SameSite=Lax cookie). Only the RP proven by its hint is left
+    # out of the iframes: it logged itself out; a client_id alone is no proof.
+    ended = _end_hinted_login(end_request.id_token_claims or {}, login)
+    urls: list[str] = []
+    if ended is not None:
+        initiator = end_request.client.client_id if end_request.client else None
+        urls = session_logout.front_channel_urls(ended, initiator=initiator)
+        login = None if login is not None and login.id == ended.id else login
+    elif login is None and request.method == "POST":
+        # Look again with a same-site GET, which carries the cookie, before concluding that
+        # this browser has no session (and saying it is signed out).
+        hop = [item for item in request.values.items(multi=True) if item[0] not in _NOT_HOPPED]
+        return Response(status=303, headers={"Location": f"{request.path}?{urlencode(hop)}"})
+    if login is not None:
         if request.method == "GET" or "confirm" not in request.form:
+            params = [item for item in request.values.items(multi=True) if item[0] != csrf.FIELD]
             return render_template(
                 "oidc/confirm_logout.html",
                 login=login,
                 client=end_request.client,
-                params=[
-                    (key, value)
-                    for key, value in request.values.items(multi=True)
-                    if key != "csrf_token"
-                ],
+                params=params,
+                frontchannel_urls=urls,
             )
         csrf.validate()
-    urls: list[str] = []
-    if login is not None:
-        # Only an RP proven by its id_token_hint is left out of the iframes: it logged itself
-        # out. A client_id alone is no proof, so that client still hears of the logout.
-        initiator = end_request.client.client_id if end_request.client and proven else None
         sessions.end_current_login("rp_logout")
-        urls = session_logout.front_channel_urls(login, initiator=initiator)
+        urls += session_logout.front_channel_urls(login)
+    if not urls and end_request.redirect_uri:
+        # Nothing needs the browser: a plain redirect, as oidc-provider and Keycloak answer.
+        return Response(status=303, headers={"Location": end_request.redirect_uri})
     return render_template(
         "sessions/logged_out.html", frontchannel_urls=urls, redirect_to=end_request.redirect_uri
     )

@@ -24,6 +24,7 @@ from idp.saml import NAMEID_UNSPECIFIED
 from idp.saml import storage
 from idp.saml.bindings import MAX_RELAY_STATE_BYTES
 from idp.saml.metadata import default_name_id_format
+from idp.saml.metadata import issuable_name_id_formats
 from idp.saml.metadata import parse_sp_metadata
 
 cli = IdpGroup("sp", help="Manage SAML service providers.")
@@ -44,12 +45,17 @@ RELEASABLE = {
 }
 
 
-def _name_id_format(value: str | None, listed: Sequence[str]) -> str:
+def _name_id_format(value: str | None, listed: Sequence[str], released: list[str] | None) -> str:
     if value is None:
-        return default_name_id_format(listed)
+        return default_name_id_format(listed, released)
     chosen = NAMEID_SHORT_NAMES.get(value, value)
     if chosen not in NAMEID_FORMATS:
         raise InvalidInputError(f"unsupported NameID format: {value}")
+    if chosen not in issuable_name_id_formats(released):
+        raise InvalidInputError(
+            f"the {value} NameID format is the e-mail address: release mail too, "
+            "or choose persistent or transient"
+        )
     return chosen
 
 
@@ -89,8 +95,8 @@ def register_sp_metadata(
     """
     now = db.now()
     parsed = parse_sp_metadata(metadata, now)
-    chosen_format = _name_id_format(name_id_format, parsed.name_id_formats)
     released = _attributes(attributes)
+    chosen_format = _name_id_format(name_id_format, parsed.name_id_formats, released)
     encrypt = parsed.wants_encryption if encrypt_assertion is None else encrypt_assertion
     if encrypt and not parsed.encryption_certificates:
         raise InvalidInputError("encrypting assertions needs an encryption key in the metadata")
@@ -145,8 +151,8 @@ def register_sp_metadata(
 @click.option(
     "--name-id-format",
     default=None,
-    help="persistent, emailAddress, transient or unspecified "
-    "(default: the first the metadata lists, else persistent).",
+    help="persistent, emailAddress, transient or unspecified (default: the first the "
+    "metadata lists, else persistent; emailAddress and unspecified need mail released).",
 )
 @click.option(
     "--attribute",

@@ -26,8 +26,10 @@ from idp.errors import InvalidInputError
 from idp.errors import SamlRequestError
 from idp.saml import BINDING_POST
 from idp.saml import BINDING_REDIRECT
+from idp.saml import NAMEID_EMAIL
 from idp.saml import NAMEID_FORMATS
 from idp.saml import NAMEID_PERSISTENT
+from idp.saml import NAMEID_UNSPECIFIED
 from idp.saml import NS_DS
 from idp.saml import NS_MD
 from idp.saml import NS_SAML
@@ -44,6 +46,8 @@ METADATA_VALID_FOR: Final = timedelta(days=7)
 MAX_METADATA_BYTES: Final = 512 * 1024
 MAX_LOCATION_LENGTH: Final = 1024
 DELIVERY_BINDINGS: Final = (BINDING_REDIRECT, BINDING_POST)
+# The claim (idp.attributes) behind the SAML ``mail`` attribute.
+MAIL_CLAIM: Final = "email"
 
 
 def _md(name: str) -> str:
@@ -283,9 +287,21 @@ def parse_sp_metadata(data: bytes, now: datetime) -> SpMetadata:
     )
 
 
-def default_name_id_format(formats: Sequence[str]) -> str:
-    """Return the first listed format the IdP supports, else persistent (CONTRACT)."""
-    return next((item for item in formats if item in NAMEID_FORMATS), NAMEID_PERSISTENT)
+def issuable_name_id_formats(released: Sequence[str] | None) -> tuple[str, ...]:
+    """Return the NameID formats the IdP can issue to an SP releasing ``released`` claims.
+
+    emailAddress and unspecified carry the e-mail address: only where ``mail`` is released,
+    or the NameID would hand out what the operator chose to withhold.
+    """
+    if released is None or MAIL_CLAIM in released:
+        return NAMEID_FORMATS
+    return tuple(item for item in NAMEID_FORMATS if item not in (NAMEID_EMAIL, NAMEID_UNSPECIFIED))
+
+
+def default_name_id_format(formats: Sequence[str], released: Sequence[str] | None) -> str:
+    """Return the first listed format the IdP can issue to the SP, else persistent (CONTRACT)."""
+    issuable = issuable_name_id_formats(released)
+    return next((item for item in formats if item in issuable), NAMEID_PERSISTENT)
 
 
 # -- endpoint choices ---------------------------------------------------------------------------

@@ -27,11 +27,14 @@ from idp.saml import AC_PASSWORD_PROTECTED_TRANSPORT
 from idp.saml import AC_UNSPECIFIED
 from idp.saml import CM_BEARER
 from idp.saml import NAMEID_PERSISTENT
+from idp.saml import NAMEID_UNSPECIFIED
 from idp.saml import NS_SAML
 from idp.saml import NS_SAMLP
+from idp.saml import STATUS_INVALID_NAMEID_POLICY
 from idp.saml import STATUS_NO_AUTHN_CONTEXT
 from idp.saml import STATUS_SUCCESS
 from idp.saml import TOP_LEVEL_STATUS
+from idp.saml.metadata import issuable_name_id_formats
 from idp.saml.metadata import select_slo
 from idp.saml.requests import CLOCK_SKEW
 from idp.saml.requests import format_instant
@@ -118,6 +121,29 @@ def choose_authn_context(login_class: str, requested: Sequence[str], comparison:
             if rank <= min(have, ceiling)
         )
     raise SamlStatusError(STATUS_NO_AUTHN_CONTEXT, "The login does not meet the requested context.")
+
+
+def choose_name_id_format(
+    requested: str | None, *, setting: str, released: Sequence[str] | None
+) -> str:
+    """Return the NameID format to issue, honouring NameIDPolicy (SAML Core §3.4.1.1).
+
+    A requested format the IdP can issue for the SP (CONTRACT: transient and persistent always,
+    emailAddress only where ``mail`` is released); none or unspecified: the SP's ``setting``,
+    or persistent if that setting would reveal an e-mail address the SP may not see.
+
+    Raises:
+        SamlStatusError: InvalidNameIDPolicy, the requested format cannot be issued.
+
+    """
+    issuable = issuable_name_id_formats(released)
+    if requested is None or requested == NAMEID_UNSPECIFIED:
+        return setting if setting in issuable else NAMEID_PERSISTENT
+    if requested not in issuable:
+        raise SamlStatusError(
+            STATUS_INVALID_NAMEID_POLICY, "The requested NameID format is not available."
+        )
+    return requested
 
 
 def _status(parent: etree._Element, status: str, message: str | None) -> None:

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert
+from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -18,6 +19,7 @@ from idp.models.login import LoginSession
 from idp.models.saml import SamlPersistentId
 from idp.models.saml import SamlSessionIndex
 from idp.models.saml import ServiceProvider
+from idp.saml import NAMEID_TRANSIENT
 
 
 def get_service_provider(entity_id: str) -> ServiceProvider | None:
@@ -141,9 +143,12 @@ def find_session_indexes(
 
     With no SessionIndex, every session of that principal at that SP.
     """
-    query = select(SamlSessionIndex).where(
-        SamlSessionIndex.sp_entity_id == entity_id, SamlSessionIndex.name_id == name_id
-    )
+    named = SamlSessionIndex.name_id == name_id
+    if session_indexes:
+        # A transient NameID is new in every assertion and only the last one is kept; the SP
+        # may name an earlier one, and the SessionIndex (known to this SP only) still holds.
+        named = or_(named, SamlSessionIndex.name_id_format == NAMEID_TRANSIENT)
+    query = select(SamlSessionIndex).where(SamlSessionIndex.sp_entity_id == entity_id, named)
     if session_indexes:
         query = query.where(SamlSessionIndex.session_index.in_(list(session_indexes)))
     return list(db.get_session().scalars(query.order_by(SamlSessionIndex.id)))

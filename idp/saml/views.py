@@ -29,6 +29,7 @@ from flask.typing import ResponseReturnValue
 from itsdangerous import BadData
 from itsdangerous import URLSafeSerializer
 from lxml import etree
+from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
 from idp import audit
@@ -44,10 +45,8 @@ from idp.models.saml import ServiceProvider
 from idp.models.user import User
 from idp.saml import BINDING_REDIRECT
 from idp.saml import LOGOUT_REASON_USER
-from idp.saml import NAMEID_FORMATS
 from idp.saml import NAMEID_PERSISTENT
 from idp.saml import NAMEID_TRANSIENT
-from idp.saml import NAMEID_UNSPECIFIED
 from idp.saml import STATUS_INVALID_NAMEID_POLICY
 from idp.saml import STATUS_NO_PASSIVE
 from idp.saml import STATUS_SUCCESS
@@ -60,6 +59,7 @@ from idp.saml import signing
 from idp.saml import storage
 from idp.saml.bindings import InboundMessage
 from idp.sessions import logout as session_logout
+from idp.sessions import requesters
 from idp.sessions import service as sessions
 from idp.settings import Settings
 
@@ -257,6 +257,11 @@ def sso() -> ResponseReturnValue:
         received_at=now,
         nonce=secrets.token_urlsafe(16),
     )
+    if request.method == "POST" and sessions.current_login() is None:
+        # A cross-site HTTP-POST arrives without the SameSite=Lax cookie: look again from a
+        # same-site GET (carrying the signed pending request, not the SAMLRequest) before
+        # answering NoPassive or asking for a password the user already gave.
+        return redirect(url_for("saml.resume", request=_dump(pending)), 303)
     return _answer(sp, pending, token=None)
 
 
@@ -330,16 +335,9 @@ def _name_id(
     sp: ServiceProvider, user: User, pending: PendingRequest, now: datetime
 ) -> tuple[str, str]:
     """Return ``(NameID, Format)`` for this SP, honouring NameIDPolicy (SAML Core §3.4.1.1)."""
-    requested = pending.name_id_format
-    chosen = sp.name_id_format
-    if requested is not None and requested != NAMEID_UNSPECIFIED:
-        # Only formats the IdP supports and the SP's metadata (or settings) allow.
-        allowed = {sp.name_id_format, *sp.name_id_formats}
-        if requested not in NAMEID_FORMATS or requested not in allowed:
-            raise SamlStatusError(
-                STATUS_INVALID_NAMEID_POLICY, "The requested NameID format is not available."
-            )
-        chosen = requested
+    chosen = responses.choose_name_id_format(
+        pending.name_id_format, setting=sp.name_id_format, released=sp.attributes
+    )
     if chosen == NAMEID_PERSISTENT:
         existing = storage.get_persistent_id(user.id, sp.entity_id)
         if existing is not None:
@@ -350,6 +348,7 @@ def _name_id(
             )
         return storage.create_persistent_id(user.id, sp.entity_id, now), chosen
     if chosen == NAMEID_TRANSIENT:
+        # Fresh for every assertion: opaque, linking neither two logins nor two SPs.
         return f"_{secrets.token_hex(20)}", chosen
     # emailAddress and unspecified: the e-mail address, which is the username here.
     return user.email, chosen
@@ -661,5 +660,23 @@ def front_channel_urls(login: LoginSession, participants: list[SessionParticipan
 
 
 def init_app(app: Flask) -> None:
-    """Register SAML's part of the cross-protocol logout: front-channel LogoutRequests."""
+    """Register SAML's part of the shared login: front-channel logout, the SP's name at login."""
     session_logout.get_registry(app).front_channel["saml"] = front_channel_urls
+    requesters.register(app, "saml.resume", _sp_name_of_pending)
+    requesters.register(app, "saml.idp_initiated", _sp_name_of_initiation)
+
+
+def _sp_name(entity_id: str) -> str | None:
+    sp = storage.get_service_provider(entity_id)
+    return sp.name if sp is not None else None
+
+
+def _sp_name_of_pending(args: MultiDict[str, str]) -> str | None:
+    try:
+        return _sp_name(_load(args.get("request", "")).sp)
+    except SamlRequestError:
+        return None
+
+
+def _sp_name_of_initiation(args: MultiDict[str, str]) -> str | None:
+    return _sp_name(args.get("sp", ""))

@@ -11,18 +11,33 @@ from flask.typing import ResponseReturnValue
 
 from idp import csrf
 from idp.sessions import logout as session_logout
+from idp.sessions import requesters
 from idp.sessions import service
 
 bp = Blueprint("sessions", __name__)
 
-# One message for every failure, so the page never tells whether the account exists.
-LOGIN_FAILED = "Invalid username or password."
+# One message for every failure, so the page never tells whether the account exists. The
+# field is labelled "Email": the message uses the same word (the form field stays `username`).
+LOGIN_FAILED = "Invalid email or password."
 MAX_FIELD_LENGTH = 1024
+# The longest e-mail address (RFC 5321 §4.5.3.1: 64 + 1 + 255) shown back in the form.
+MAX_EMAIL_LENGTH = 320
 
 
 def _next_target() -> str | None:
     target = request.values.get("next")
     return target if service.is_safe_next(target) else None
+
+
+def _login_page(next_url: str | None, force: bool, email: str, error: str | None = None) -> str:
+    return render_template(
+        "sessions/login.html",
+        next_url=next_url,
+        error=error,
+        force=force,
+        email=email[:MAX_EMAIL_LENGTH],
+        requester=requesters.get_requester_name(next_url),
+    )
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -33,10 +48,7 @@ def login() -> ResponseReturnValue:
     if request.method == "GET":
         if current is not None and next_url and not force:
             return redirect(next_url)
-        hint = request.args.get("login_hint", "")[:320]
-        return render_template(
-            "sessions/login.html", next_url=next_url, error=None, force=force, login_hint=hint
-        )
+        return _login_page(next_url, force, request.args.get("login_hint", ""))
     csrf.validate()
     username = request.form.get("username", "")
     password = request.form.get("password", "")
@@ -44,14 +56,8 @@ def login() -> ResponseReturnValue:
     if username and password and max(len(username), len(password)) <= MAX_FIELD_LENGTH:
         user = service.authenticate(username, password)
     if user is None:
-        page = render_template(
-            "sessions/login.html",
-            next_url=next_url,
-            error=LOGIN_FAILED,
-            force=force,
-            login_hint="",
-        )
-        return page, 401
+        # The address typed is shown back whether or not an account has it: nothing is told.
+        return _login_page(next_url, force, username, error=LOGIN_FAILED), 401
     if current is not None and current.user_id == user.id:
         service.reauthenticate(current, amr=["pwd"])
     else:

@@ -51,6 +51,8 @@ def make_app(
     app.extensions["demo.sessions"] = store
     app.session_interface = ServerSessionInterface(store)
     links = app_links(settings, name)
+    # Browsers ask for /favicon.ico wherever no <link rel="icon"> names the icon.
+    app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file(f"favicon-{name}.svg"))
 
     @app.context_processor
     def layout() -> dict[str, Any]:
@@ -59,7 +61,7 @@ def make_app(
     @app.after_request
     def no_store(response: Any) -> Any:
         # Pages show personal data and carry the logout form's token: keep them out of caches.
-        if request.endpoint != "static":
+        if request.endpoint not in ("static", "favicon"):
             response.headers.setdefault("Cache-Control", "no-store")
         # Front-channel logout loads the IdP-initiated SAML LogoutRequest in an IdP iframe.
         if request.endpoint not in FRAMEABLE_ENDPOINTS:

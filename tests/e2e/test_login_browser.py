@@ -31,9 +31,10 @@ def test_sign_in_and_out_in_chromium(
     page.fill("input[name=username]", "alice@example.com")
     page.fill("input[name=password]", "not-the-password")
     page.click("button[type=submit]")
-    assert page.get_by_role("alert").inner_text() == "Invalid username or password."
+    assert page.get_by_role("alert").inner_text() == "Invalid email or password."
+    assert page.input_value("input[name=username]") == "alice@example.com"  # kept
+    assert page.get_by_role("heading", level=1).inner_text() == "Sign in"
 
-    page.fill("input[name=username]", "alice@example.com")
     page.fill("input[name=password]", "wonderland")
     page.screenshot(path=str(screenshots / "1-login.png"))
     page.click("button[type=submit]")

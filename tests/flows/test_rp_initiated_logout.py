@@ -56,10 +56,13 @@ def end_session(http: FlaskClient, method: str = "GET", **params: str) -> Any:
 
 
 def redirect_target(page: Any) -> str | None:
-    """Return where the logged-out page sends the browser: its Continue link (no-JS path).
+    """Return where the answer sends the browser: a 303's Location, or the page's link.
 
-    The script's target must agree with the link.
+    The logged-out page's script must agree with its Continue link (no-JS path).
     """
+    if page.status_code == 303:
+        return str(page.headers["Location"])
+    assert page.status_code == 200
     text = page.get_data(as_text=True)
     link = CONTINUE.search(text)
     script = SCRIPT_TARGET.search(text)
@@ -131,8 +134,9 @@ def test_a_valid_hint_logs_out_without_confirmation_and_redirects_with_state(
         state="xyz 1&2",
     )
 
-    assert response.status_code == 200
-    assert 'name="confirm"' not in response.get_data(as_text=True)
+    # No front-channel page to load: a plain redirect (oidc-provider, Keycloak).
+    assert response.status_code == 303
+    assert response.get_data() == b""
     target = redirect_target(response)
     assert target is not None
     assert target.split("?")[0] == LOGGED_OUT
@@ -174,8 +178,7 @@ def test_an_expired_hint_still_identifies_the_session(
         state="s1",
     )
 
-    assert response.status_code == 200
-    assert 'name="confirm"' not in response.get_data(as_text=True)
+    assert response.status_code == 303
     assert redirect_target(response) == f"{LOGGED_OUT}?state=s1"
     assert_ended(app, http, notes, tokens, receiver)
 
@@ -327,7 +330,7 @@ def test_a_post_without_confirm_only_asks(
     assert_alive(app, http, notes, tokens, receiver)
 
 
-def test_a_hint_from_another_session_asks_for_confirmation(
+def test_a_hint_from_another_session_ends_that_one_and_asks_about_this_one(
     app: Flask,
     http: FlaskClient,
     logged_in: TestUser,
@@ -344,11 +347,85 @@ def test_a_hint_from_another_session_asks_for_confirmation(
         http, id_token_hint=other_tokens["id_token"], post_logout_redirect_uri=LOGGED_OUT
     )
 
+    # The session the hint names ends (CONTRACT: with or without the browser's cookie) ...
+    assert rx.login_row(app, other_tokens["claims"]["sid"]).revoked_reason == "rp_logout"
+    assert other.get("/").status_code == 302
+    rx.assert_tokens_dead(other, notes, other_tokens)
+    assert len(receiver.received) == 1
+    # ... this browser's own session is another one, which only the user may end.
     assert response.status_code == 200
     assert 'name="confirm"' in response.get_data(as_text=True)
+    assert http.get("/").status_code == 200
+    assert rx.login_row(app, tokens["claims"]["sid"]).revoked_at is None
+    rx.assert_tokens_alive(http, notes, tokens)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_valid_hint_ends_its_session_without_the_cookie(
+    app: Flask,
+    http: FlaskClient,
+    notes: oidc.Client,
+    tokens: dict[str, Any],
+    receiver: rx.Receiver,
+    method: str,
+) -> None:
+    """A cross-site POST arrives without the SameSite=Lax cookie: the hint alone suffices."""
+    cookieless = app.test_client()
+    response = end_session(
+        cookieless,
+        method,
+        id_token_hint=tokens["id_token"],
+        post_logout_redirect_uri=LOGGED_OUT,
+        state="s",
+    )
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"{LOGGED_OUT}?state=s"
+    assert_ended(app, http, notes, tokens, receiver)
+
+
+def test_a_cookieless_post_without_proof_looks_again_with_a_get(
+    app: Flask,
+    http: FlaskClient,
+    notes: oidc.Client,
+    tokens: dict[str, Any],
+    receiver: rx.Receiver,
+) -> None:
+    cookieless = app.test_client()
+    params = {"client_id": notes.client_id, "post_logout_redirect_uri": LOGGED_OUT, "state": "s"}
+    response = end_session(cookieless, "POST", **params)
+    # Not "signed out": the same-site GET carries the cookie, if the browser has one.
+    assert response.status_code == 303
+    location = urlsplit(response.headers["Location"])
+    assert location.path == "/end_session"
+    assert {key: value[0] for key, value in parse_qs(location.query).items()} == params
+    assert "signed out" not in response.get_data(as_text=True)
     assert_alive(app, http, notes, tokens, receiver)
-    rx.assert_tokens_alive(other, notes, other_tokens)
-    assert other.get("/").status_code == 200
+    # With the cookie the browser is asked; without one there is truly nothing to end.
+    asked = http.get(response.headers["Location"])
+    assert asked.status_code == 200 and 'name="confirm"' in asked.get_data(as_text=True)
+    nothing = cookieless.get(response.headers["Location"])
+    assert nothing.status_code == 200
+    assert "You are signed out" in nothing.get_data(as_text=True)
+    assert_alive(app, http, notes, tokens, receiver)
+
+
+def test_a_hint_for_an_ended_session_posted_without_cookie_looks_again(
+    app: Flask,
+    http: FlaskClient,
+    notes: oidc.Client,
+    tokens: dict[str, Any],
+    receiver: rx.Receiver,
+) -> None:
+    AuthActions(http).logout()
+    cookieless = app.test_client()
+    response = end_session(
+        cookieless, "POST", id_token_hint=tokens["id_token"], post_logout_redirect_uri=LOGGED_OUT
+    )
+    assert response.status_code == 303
+    assert urlsplit(response.headers["Location"]).path == "/end_session"
+    done = cookieless.get(response.headers["Location"])
+    assert done.status_code == 303 and done.headers["Location"] == LOGGED_OUT
+    assert len(receiver.received) == 1  # the logout that ended it, nothing more
 
 
 def _tampered(token: str) -> str:
@@ -443,7 +520,7 @@ def test_with_no_session_a_valid_hint_just_redirects(
         http, id_token_hint=tokens["id_token"], post_logout_redirect_uri=LOGGED_OUT, state="a"
     )
 
-    assert response.status_code == 200
+    assert response.status_code == 303
     assert redirect_target(response) == f"{LOGGED_OUT}?state=a"
     assert len(receiver.received) == 1  # nothing more to end
     assert len(rx.deliveries(app)) == 1

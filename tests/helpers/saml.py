@@ -230,6 +230,31 @@ def process_response(settings: dict[str, Any], form: PostForm, request_id: str |
     return auth
 
 
+def signed_in(http: FlaskClient, settings: dict[str, Any], **options: Any) -> Any:
+    """Sign in at the SP of ``settings``; return python3-saml's auth object holding the session."""
+    response, request_id = sso(http, settings, **options)
+    auth = process_response(settings, read_form(response), request_id)
+    assert auth.get_errors() == [], auth.get_last_error_reason()
+    return auth
+
+
+def logout_url(settings: dict[str, Any], session: Any, **options: Any) -> tuple[str, str]:
+    """Have the SP build its signed Redirect LogoutRequest; return (IdP path+query, ID)."""
+    auth = sp_auth(settings, "https://sp.example.com/logout")
+    url = auth.logout(
+        return_to="/bye",
+        name_id=session.get_nameid(),
+        session_index=session.get_session_index(),
+        name_id_format=session.get_nameid_format(),
+        nq=session.get_nameid_nq(),
+        spnq=session.get_nameid_spnq(),
+        **options,
+    )
+    parts = urlsplit(url)
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == IDP_SLO_URL
+    return f"{parts.path}?{parts.query}", auth.get_last_request_id()
+
+
 def sso(http: FlaskClient, settings: dict[str, Any], **options: Any) -> tuple[Any, str]:
     """Send the SP's Redirect AuthnRequest to /saml/sso; return (IdP response, request ID)."""
     path, request_id = login_url(settings, **options)

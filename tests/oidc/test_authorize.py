@@ -243,7 +243,6 @@ def test_unsupported_response_type_is_redirected(
         "id_token",
         "code token",
         "code id_token",
-        "",
         "c\u00f6de",
         'code"',
         "code\\",
@@ -258,11 +257,60 @@ def test_unsupported_response_type_is_redirected(
 def test_unsupported_response_type_with_a_bad_redirect_uri_is_not_redirected(
     app: Flask, http: FlaskClient, logged_in: TestUser
 ) -> None:
+    # RFC 6749 §4.1.2.1: the redirect_uri is the first problem, and it is not redirected to.
     client = oidc.register(app)
     response = oidc.authorize(
         http, client, response_type="token", redirect_uri="https://evil.example/cb"
     )
-    assert_html_error(response, "unsupported_response_type")
+    assert_html_error(response, "invalid_request")
+    assert b"redirect_uri" in response.data
+    assert b"response_type" not in response.data
+
+
+@pytest.mark.parametrize(
+    ("query", "error", "problem"),
+    [
+        ({"client_id": "nope"}, "invalid_client", "The client does not exist on this server."),
+        (
+            {"client_id": "nope", "response_type": "token"},
+            "invalid_client",
+            "The client does not exist on this server.",
+        ),
+        ({}, "invalid_client", "Missing &#39;client_id&#39; parameter."),
+        ({"response_type": "code"}, "invalid_client", "Missing &#39;client_id&#39; parameter."),
+        (
+            {"client_id": "nope", "redirect_uri": "https://evil.example/cb"},
+            "invalid_client",
+            "The client does not exist on this server.",
+        ),
+        ({"client_id": ["a", "b"]}, "invalid_request", "Multiple &#39;client_id&#39;"),
+    ],
+    ids=["unknown", "unknown-token", "nothing", "no-client", "unknown-evil-uri", "two-clients"],
+)
+def test_the_client_is_named_before_the_response_type(
+    app: Flask, http: FlaskClient, query: dict[str, Any], error: str, problem: str
+) -> None:
+    # RFC 6749 §4.1.2.1: without a valid client there is no redirect_uri to trust: an HTML 400
+    # naming the client, not a complaint about a parameter the request never got to.
+    response = http.get("/authorize", query_string=query)
+    assert_html_error(response, error)
+    assert problem.encode() in response.data
+    assert b"response_type" not in response.data
+    assert count(app, AuthorizationCode) == 0
+
+
+@pytest.mark.parametrize("missing", [{}, {"response_type": ""}], ids=["absent", "empty"])
+def test_a_missing_response_type_is_redirected_as_missing(
+    app: Flask, http: FlaskClient, logged_in: TestUser, missing: dict[str, str]
+) -> None:
+    # OIDC Core §3.1.2.1: "Parameters sent without a value MUST be treated as if they were
+    # omitted". The client and redirect_uri are valid, so the error goes back to the client.
+    client = oidc.register(app)
+    query_string = {"client_id": client.client_id, "state": "state-123", **missing}
+    response = http.get("/authorize", query_string=query_string)
+    query = assert_redirected_error(response, "invalid_request")
+    assert query["error_description"] == "Missing 'response_type' parameter."
+    assert count(app, AuthorizationCode) == 0
 
 
 def _query(client: oidc.Client, *pairs: tuple[str, str]) -> str:

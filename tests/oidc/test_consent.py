@@ -242,7 +242,9 @@ def test_post_authorization_request_survives_the_login(
         "scope": "openid",
         "state": "state-123",
     }
-    response = http.post("/authorize", data=params)
+    hop = http.post("/authorize", data=params)
+    assert hop.status_code == 303  # first a same-site GET, which would carry the cookie
+    response = http.get(hop.headers["Location"])
     assert response.status_code == 302
     next_url = oidc.query_of(response.headers["Location"])["next"]
     assert oidc.query_of(next_url)["client_id"] == client.client_id
@@ -254,7 +256,10 @@ def test_post_authorization_request_survives_the_login(
 
 def test_consent_page_needs_a_login(app: Flask, http: FlaskClient, user: TestUser) -> None:
     client = oidc.register(app, is_trusted=False)
-    response = http.post(oidc.authorize(http, client).request.full_path, data={"decision": "allow"})
+    hop = http.post(oidc.authorize(http, client).request.full_path, data={"decision": "allow"})
+    assert hop.status_code == 303
+    assert "decision" not in oidc.query_of(hop.headers["Location"])
+    response = http.get(hop.headers["Location"])
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/login")
     assert consents(app) == []

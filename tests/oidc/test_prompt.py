@@ -53,7 +53,8 @@ def assert_login_page(response: Any, http: FlaskClient, *, force: bool) -> str:
     assert urlsplit(location).path == "/login"
     query = oidc.query_of(location)
     assert query.get("force") == ("1" if force else None)
-    assert "prompt" not in oidc.query_of(query["next"])  # no loop back into the login
+    # The way back carries the mark of the login asked for, so that login satisfies it.
+    assert oidc.query_of(query["next"])["fresh_login"]
     page = http.get(location)
     assert page.status_code == 200
     assert b'name="password"' in page.data
@@ -283,3 +284,141 @@ def test_login_hint_prefills_the_username(app: Flask, http: FlaskClient, user: T
     page = http.get(response.headers["Location"])
     assert b'value="bob&#34;&lt;b&gt;@example.com"' in page.data
     assert b"<b>@" not in page.data
+
+
+def follow_to_code(http: FlaskClient, response: Any) -> str:
+    """Follow redirects inside the IdP until the redirect to the client; return its code."""
+    for _ in range(5):
+        assert response.status_code == 302, response.data[:300]
+        location = response.headers["Location"]
+        if location.startswith(oidc.REDIRECT_URI):
+            return oidc.query_of(location)["code"]
+        assert urlsplit(location).path != "/login", "sent back to the login page"
+        response = http.get(location)
+    raise AssertionError("no code after five redirects")
+
+
+@pytest.mark.parametrize("max_age", ["0", "1"])
+def test_max_age_shorter_than_the_login_is_satisfied_by_that_login(
+    app: Flask, http: FlaskClient, logged_in: TestUser, clock: Clock, max_age: str
+) -> None:
+    # OIDC Core §3.1.2.1: a login done for this very request satisfies max_age, however long
+    # the user took to type the password. Before, /authorize sent them back to /login forever.
+    client = oidc.register(app)
+    [(sid, _)] = sessions_in(app)
+    clock.advance(seconds=60)
+    login_url = assert_login_page(oidc.authorize(http, client, max_age=max_age), http, force=True)
+    clock.advance(seconds=10)  # the user types the password
+    back = submit_login(http, login_url, logged_in)
+    clock.advance(seconds=2)  # a slow way back to /authorize
+    code = follow_to_code(http, back)
+    claims = id_token_of(http, client, code)
+    assert claims["auth_time"] == int(clock.now.timestamp()) - 2
+    assert claims["sid"] == sid
+
+
+def test_max_age_zero_without_a_session_needs_one_login(
+    app: Flask, http: FlaskClient, user: TestUser, clock: Clock
+) -> None:
+    client = oidc.register(app)
+    login_url = assert_login_page(oidc.authorize(http, client, max_age="0"), http, force=False)
+    clock.advance(seconds=7)
+    back = submit_login(http, login_url, user)
+    clock.advance(seconds=1)
+    claims = id_token_of(http, client, follow_to_code(http, back))
+    assert claims["auth_time"] == int(clock.now.timestamp()) - 1
+
+
+@pytest.mark.parametrize("params", [{"max_age": "0"}, {"prompt": "login"}])
+def test_the_fresh_login_mark_is_spent_once(
+    app: Flask, http: FlaskClient, logged_in: TestUser, clock: Clock, params: dict[str, str]
+) -> None:
+    client = oidc.register(app)
+    clock.advance(seconds=60)
+    # No nonce: a reused nonce would be refused anyway, before the mark is looked at.
+    response = oidc.authorize(http, client, nonce=None, **params)  # type: ignore[arg-type]
+    login_url = assert_login_page(response, http, force=True)
+    back = submit_login(http, login_url, logged_in)
+    follow_to_code(http, back)
+    codes = count(app, AuthorizationCode)
+    clock.advance(seconds=5)
+    # The same URL again (the Back button, a copied link) asks for a new login.
+    again = http.get(back.headers["Location"])
+    assert_login_page(again, http, force=True)
+    assert count(app, AuthorizationCode) == codes
+
+
+@pytest.mark.parametrize("params", [{"max_age": "0"}, {"prompt": "login"}])
+def test_the_fresh_login_mark_is_bound_to_its_request(
+    app: Flask, http: FlaskClient, logged_in: TestUser, clock: Clock, params: dict[str, str]
+) -> None:
+    client = oidc.register(app)
+    clock.advance(seconds=60)
+    login_url = assert_login_page(oidc.authorize(http, client, **params), http, force=True)
+    back = submit_login(http, login_url, logged_in)
+    marked = oidc.query_of(back.headers["Location"])
+    clock.advance(seconds=5)
+    # The mark moved onto another request (another state) does not satisfy it.
+    moved = oidc.authorize(http, client, **{**marked, "state": "other-state"})
+    assert_login_page(moved, http, force=True)
+    assert count(app, AuthorizationCode) == 0
+
+
+def test_prompt_login_cannot_be_skipped_by_going_straight_back(
+    app: Flask, http: FlaskClient, logged_in: TestUser, clock: Clock
+) -> None:
+    client = oidc.register(app)
+    clock.advance(seconds=60)
+    response = oidc.authorize(http, client, prompt="login")
+    login_url = assert_login_page(response, http, force=True)
+    skipped = http.get(oidc.query_of(login_url)["next"])  # no password typed
+    assert_login_page(skipped, http, force=True)
+    assert count(app, AuthorizationCode) == 0
+
+
+def test_a_fresh_login_carries_through_the_consent_page(
+    app: Flask, http: FlaskClient, logged_in: TestUser, clock: Clock
+) -> None:
+    client = oidc.register(app, is_trusted=False)
+    clock.advance(seconds=60)
+    login_url = assert_login_page(oidc.authorize(http, client, max_age="0"), http, force=True)
+    back = submit_login(http, login_url, logged_in)
+    clock.advance(seconds=3)
+    page = http.get(back.headers["Location"])
+    assert page.status_code == 200 and b'name="decision"' in page.data
+    clock.advance(seconds=3)  # reading the consent page
+    action = html.unescape(re.search(r'action="([^"]+)"', page.data.decode())[1])  # type: ignore[index]
+    allowed = http.post(action, data={"csrf_token": csrf_token(page.data), "decision": "allow"})
+    claims = id_token_of(http, client, follow_to_code(http, allowed))
+    assert claims["auth_time"] == int(clock.now.timestamp()) - 6
+
+
+def test_prompt_none_by_post_without_the_cookie_looks_again_with_a_get(
+    app: Flask, http: FlaskClient, logged_in: TestUser
+) -> None:
+    """A cross-site POST carries no SameSite=Lax cookie: no login_required for a logged-in user."""
+    client = oidc.register(app)
+    params = {
+        "response_type": "code",
+        "client_id": client.client_id,
+        "redirect_uri": client.redirect_uri,
+        "scope": "openid",
+        "state": "state-123",
+        "prompt": "none",
+        "response_mode": "form_post",
+    }
+    hop = app.test_client().post("/authorize", data=params)
+    assert hop.status_code == 303
+    location = urlsplit(hop.headers["Location"])
+    assert location.path == "/authorize"
+    assert oidc.query_of(hop.headers["Location"]) == params
+    assert count(app, AuthorizationCode) == 0
+    # The same-site GET carries the cookie: the code, posted back to the client.
+    done = http.get(hop.headers["Location"])
+    assert done.status_code == 200
+    fields = dict(HIDDEN.findall(done.data.decode()))
+    assert fields["state"] == "state-123" and fields["code"]
+    # No cookie at all: login_required, after the hop.
+    cookieless = app.test_client()
+    refused = cookieless.get(cookieless.post("/authorize", data=params).headers["Location"])
+    assert dict(HIDDEN.findall(refused.data.decode()))["error"] == "login_required"

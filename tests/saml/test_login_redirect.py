@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from flask import Flask
 from flask.testing import FlaskClient
 from itsdangerous import URLSafeSerializer
+from lxml import etree
 
 from tests.conftest import AuthActions
 from tests.conftest import Clock
@@ -161,3 +162,35 @@ def test_is_passive_with_a_login_signs_in_silently(
     response, request_id = saml.sso(http, sp, is_passive=True)
     sp_auth = saml.process_response(sp, saml.read_form(response), request_id)
     assert sp_auth.get_errors() == [], sp_auth.get_last_error_reason()
+
+
+def test_a_post_without_the_cookie_looks_again_from_a_same_site_get(
+    app: Flask, http: FlaskClient, sp: dict[str, Any], logged_in: TestUser
+) -> None:
+    """A cross-site HTTP-POST carries no SameSite=Lax cookie: no NoPassive for a logged-in user."""
+    xml = saml.authn_request(request_id="_passive-post", IsPassive="true")
+    cookieless = app.test_client()
+    before = saml.counts(app)
+    hop = cookieless.post("/saml/sso", data=saml.post_fields(etree.tostring(xml), "/home"))
+    assert hop.status_code == 303
+    assert urlsplit(hop.headers["Location"]).path == "/saml/sso/resume"
+    assert "SAMLRequest" not in hop.headers["Location"]  # the signed pending request only
+    assert saml.audit_events(app, "saml_request_refused") == []
+    assert {k: v for k, v in saml.counts(app).items() if k != "replay_entry"} == {
+        k: v for k, v in before.items() if k != "replay_entry"
+    }
+    # The same-site GET carries the cookie: the logged-in user is signed in silently, once.
+    form = saml.read_form(http.get(hop.headers["Location"]))
+    sp_auth = saml.process_response(sp, form, "_passive-post")
+    assert sp_auth.get_errors() == [], sp_auth.get_last_error_reason()
+    assert form.fields["RelayState"] == "/home"
+    assert http.get(hop.headers["Location"]).status_code == 400
+    # Without any session, the answer after the hop is NoPassive, as before.
+    other = saml.authn_request(request_id="_passive-none", IsPassive="true")
+    hop = cookieless.post("/saml/sso", data=saml.post_fields(etree.tostring(other)))
+    codes = (
+        saml.read_form(cookieless.get(hop.headers["Location"]))
+        .xml()
+        .xpath("samlp:Status//samlp:StatusCode/@Value", namespaces=saml.NS)
+    )
+    assert codes[-1] == "urn:oasis:names:tc:SAML:2.0:status:NoPassive"

@@ -33,28 +33,8 @@ OTHER = {
 OTHER_SLO_PREFIX = OTHER["slo_url"] + "?SAMLRequest="
 
 
-def signed_in(http: FlaskClient, settings: dict[str, Any]) -> Any:
-    response, request_id = saml.sso(http, settings)
-    auth = saml.process_response(settings, saml.read_form(response), request_id)
-    assert auth.get_errors() == [], auth.get_last_error_reason()
-    return auth
-
-
-def sp_logout_url(settings: dict[str, Any], session: Any, **options: Any) -> tuple[str, str]:
-    """Have the SP build its signed Redirect LogoutRequest; return (IdP path+query, ID)."""
-    auth = saml.sp_auth(settings, "https://sp.example.com/logout")
-    url = auth.logout(
-        return_to="/bye",
-        name_id=session.get_nameid(),
-        session_index=session.get_session_index(),
-        name_id_format=session.get_nameid_format(),
-        nq=session.get_nameid_nq(),
-        spnq=session.get_nameid_spnq(),
-        **options,
-    )
-    parts = urlsplit(url)
-    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == saml.IDP_SLO_URL
-    return f"{parts.path}?{parts.query}", auth.get_last_request_id()
+signed_in = saml.signed_in
+sp_logout_url = saml.logout_url
 
 
 def login_state(app: Flask) -> list[bool]:

@@ -187,6 +187,11 @@ def test_replace_updates_an_existing_sp(app: Flask, tmp_path: Path) -> None:
         ),
         (metadata_xml(), ["--name-id-format", "kerberos"], "unsupported NameID format"),
         (metadata_xml(), ["--attribute", "password"], "unknown attribute"),
+        (
+            metadata_xml(),
+            ["--name-id-format", "emailAddress", "--attribute", "displayName"],
+            "release mail too",
+        ),
         (metadata_xml(), ["--relay-state", "x" * 81], "80 bytes"),
         (
             metadata_xml().replace(b'WantAssertionsSigned="true"', b""),
@@ -224,6 +229,7 @@ def test_replace_updates_an_existing_sp(app: Flask, tmp_path: Path) -> None:
         "no-post-acs",
         "format",
         "attribute",
+        "email-format-without-mail",
         "relay-state",
         "unsigned",
         "aggregate",

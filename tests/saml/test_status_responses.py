@@ -79,7 +79,8 @@ def test_an_unavailable_name_id_format_is_invalid_name_id_policy(
     app: Flask, http: FlaskClient, sp: dict[str, Any], logged_in: TestUser
 ) -> None:
     before = saml.counts(app)
-    root = request_with(name_id_format=saml.EMAIL)  # the SP's metadata lists persistent only
+    # A format the IdP never issues (emailAddress it issues, mail being released here).
+    root = request_with(name_id_format="urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName")
     form = post(http, root)
     assert_status(app, sp, form, root.get("ID"), before, REQUESTER, INVALID_NAMEID_POLICY)
 
