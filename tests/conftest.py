@@ -127,6 +127,8 @@ def drop_postgres_database(admin_url: str, url: str) -> None:
 @pytest.fixture(scope="session")
 def postgres_run_database(postgres_admin_url: str) -> Iterator[str]:
     """One database for the whole run, with the schema; tests truncate it."""
+    import idp.models  # noqa: F401 (every table in Base.metadata, whichever test runs first)
+
     url = create_postgres_database(postgres_admin_url)
     engine = create_engine(url)
     Base.metadata.create_all(engine)

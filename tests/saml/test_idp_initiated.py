@@ -77,4 +77,4 @@ def test_an_unknown_sp_is_refused(
     assert_refused(app, response, before, "not registered")
     assert_refused(app, http.get("/saml/sso/init"), before, "not registered")
     # A NUL byte cannot reach PostgreSQL (it would be a 500, not a refusal).
-    assert_refused(app, http.get("/saml/sso/init?sp=%00"), before, "not registered")
+    assert_refused(app, http.get("/saml/sso/init?sp=%00"), before, "control characters")
