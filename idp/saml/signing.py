@@ -7,6 +7,7 @@ allowlist (RSA and ECDSA with SHA-256 or better; SHA-1 refused).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Final
 
 import xmlsec
@@ -14,6 +15,7 @@ from lxml import etree
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
 from idp.errors import SamlRequestError
+from idp.keys.store import get_key_store
 from idp.saml import NS_DS
 from idp.saml import NS_SAML
 
@@ -52,6 +54,12 @@ TRANSFORMS: Final = CANONICALIZATIONS | {ENVELOPED}
 
 def _ds(name: str) -> str:
     return f"{{{NS_DS}}}{name}"
+
+
+def signing_key(now: datetime) -> tuple[str, str]:
+    """Return ``(private key PEM, certificate PEM)`` of the SAML key active at ``now``."""
+    _, key_pem, cert_pem = get_key_store().saml_signing_key(now)
+    return key_pem, cert_pem
 
 
 def sign(element: etree._Element, key_pem: str, cert_pem: str) -> None:
