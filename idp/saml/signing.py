@@ -66,7 +66,8 @@ def sign(element: etree._Element, key_pem: str, cert_pem: str) -> None:
     """Sign ``element`` in place: enveloped, RSA-SHA256, exclusive C14N, Reference to its ID.
 
     python3-saml places the signature after the first ``saml:Issuer`` of the whole document,
-    so an Assertion is signed before it is put into its Response.
+    so an Assertion is signed before it is put into its Response:
+    https://github.com/SAML-Toolkits/python3-saml/blob/v1.16.0/src/onelogin/saml2/utils.py#L740-L744
     """
     OneLogin_Saml2_Utils.add_sign(
         element,
@@ -105,6 +106,7 @@ def verify_redirect_signature(
     assert sig_alg is not None  # noqa: S101  (checked just above)
     # python3-saml's validate_binary_sign maps an unknown algorithm (ECDSA among them) to
     # RSA-SHA256 without a word; xmlsec is called directly so the SigAlg sent is the one used.
+    # https://github.com/SAML-Toolkits/python3-saml/blob/v1.16.0/src/onelogin/saml2/utils.py#L1035-L1042
     transform = SIGNATURE_ALGORITHMS[sig_alg]
     for certificate in certificates:
         context = xmlsec.SignatureContext()
