@@ -14,7 +14,6 @@ from lxml import etree
 
 from idp import audit
 from idp import db
-from idp import get_settings
 from idp.errors import SamlStatusError
 from idp.models.login import LoginSession
 from idp.models.saml import ServiceProvider
@@ -22,7 +21,6 @@ from idp.models.user import User
 from idp.saml import NAMEID_PERSISTENT
 from idp.saml import NAMEID_TRANSIENT
 from idp.saml import STATUS_INVALID_NAMEID_POLICY
-from idp.saml import metadata
 from idp.saml import responses
 from idp.saml import signing
 from idp.saml import storage
@@ -126,7 +124,9 @@ def _name_id(
     return user.email, chosen
 
 
-def issue_response(sp: ServiceProvider, login: LoginSession, pending: PendingRequest) -> bytes:
+def issue_response(
+    sp: ServiceProvider, login: LoginSession, pending: PendingRequest, *, idp_entity_id: str
+) -> bytes:
     """Issue the Response to ``pending``: record the SessionIndex, join the logout, audit; commit.
 
     Raises:
@@ -152,7 +152,7 @@ def issue_response(sp: ServiceProvider, login: LoginSession, pending: PendingReq
         session_index=record.session_index,
         authn_context=authn_context,
         attributes=responses.release_attributes(user, sp.attributes),
-        idp_entity_id=metadata.idp_entity_id(get_settings().issuer),
+        idp_entity_id=idp_entity_id,
         signing_key=signing.signing_key(now),
         now=now,
     )
@@ -172,7 +172,7 @@ def issue_response(sp: ServiceProvider, login: LoginSession, pending: PendingReq
 
 
 def issue_status_response(
-    sp: ServiceProvider, pending: PendingRequest, error: SamlStatusError
+    sp: ServiceProvider, pending: PendingRequest, error: SamlStatusError, *, idp_entity_id: str
 ) -> bytes:
     """Issue the error Response to ``pending``; nothing but the audit line is stored; commit."""
     database = db.get_session()
@@ -181,7 +181,7 @@ def issue_status_response(
     response = build_status_response(
         pending=pending,
         error=error,
-        idp_entity_id=metadata.idp_entity_id(get_settings().issuer),
+        idp_entity_id=idp_entity_id,
         signing_key=signing.signing_key(now),
         now=now,
     )

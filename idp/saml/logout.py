@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import Flask
+from flask import current_app
 from lxml import etree
 
 from idp import audit
 from idp import db
-from idp import get_settings
 from idp.errors import SamlRequestError
 from idp.models.login import LoginSession
 from idp.models.login import SessionParticipant
@@ -33,10 +33,12 @@ from idp.saml.requests import LogoutRequest
 from idp.saml.requests import LogoutResponse
 from idp.sessions import logout as session_logout
 from idp.sessions import service as sessions
+from idp.settings import Settings
 
 
 def _idp_entity_id() -> str:
-    return metadata.idp_entity_id(get_settings().issuer)
+    settings: Settings = current_app.extensions["idp.settings"]
+    return metadata.idp_entity_id(settings.issuer)
 
 
 def validate_not_expired(logout: LogoutRequest, now: datetime) -> None:

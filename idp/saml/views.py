@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from flask import Blueprint
 from flask import Flask
+from flask import current_app
 from flask import g
 from flask import make_response
 from flask import redirect
@@ -24,7 +25,6 @@ from werkzeug.wrappers import Response
 
 from idp import audit
 from idp import db
-from idp import get_settings
 from idp.errors import SamlRequestError
 from idp.errors import SamlStatusError
 from idp.keys.store import get_key_store
@@ -51,8 +51,18 @@ from idp.saml.pending import validate_idp_initiated
 from idp.saml.pending import validate_resumable
 from idp.sessions import requesters
 from idp.sessions import service as sessions
+from idp.settings import Settings
 
 bp = Blueprint("saml", __name__)
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.extensions["idp.settings"]
+    return settings
+
+
+def _entity_id() -> str:
+    return metadata.idp_entity_id(_settings().issuer)
 
 
 @bp.errorhandler(SamlRequestError)
@@ -107,7 +117,7 @@ def _require_sp(entity_id: str) -> ServiceProvider:
 @bp.route("/saml/metadata")
 def idp_metadata() -> ResponseReturnValue:
     now = db.now()
-    settings = get_settings()
+    settings = _settings()
     document = metadata.build_idp_metadata(
         issuer=settings.issuer,
         certificates=[pem for _, pem in get_key_store().saml_certificates(now)],
@@ -148,7 +158,7 @@ def sso() -> ResponseReturnValue:
     inbound.validate_received(
         destination=authn.destination,
         issue_instant=authn.issue_instant,
-        endpoint=metadata.sso_url(get_settings().issuer),
+        endpoint=metadata.sso_url(_settings().issuer),
         now=now,
     )
     inbound.remember_request("authn", sp.entity_id, authn.id, authn.issue_instant)
@@ -194,9 +204,9 @@ def _answer(sp: ServiceProvider, pending: PendingRequest, *, token: str | None) 
             return sessions.redirect_to_login(next_url=next_url, force=stale)
         if token is not None:
             remember_answered(pending)
-        xml = issuance.issue_response(sp, login, pending)
+        xml = issuance.issue_response(sp, login, pending, idp_entity_id=_entity_id())
     except SamlStatusError as error:
-        xml = issuance.issue_status_response(sp, pending, error)
+        xml = issuance.issue_status_response(sp, pending, error, idp_entity_id=_entity_id())
     return _post_form(pending.acs_url, "SAMLResponse", xml, pending.relay_state)
 
 
@@ -244,7 +254,7 @@ def slo() -> ResponseReturnValue:
     inbound.validate_received(
         destination=logout_request.destination,
         issue_instant=logout_request.issue_instant,
-        endpoint=metadata.slo_url(get_settings().issuer),
+        endpoint=metadata.slo_url(_settings().issuer),
         now=now,
     )
     logout.validate_not_expired(logout_request, now)
@@ -300,7 +310,7 @@ def _logout_response(message: InboundMessage) -> ResponseReturnValue:
     inbound.validate_received(
         destination=answer.destination,
         issue_instant=answer.issue_instant,
-        endpoint=metadata.slo_url(get_settings().issuer),
+        endpoint=metadata.slo_url(_settings().issuer),
         now=db.now(),
     )
     logout.record_logout_response(sp, answer)
