@@ -220,7 +220,7 @@ def test_an_ecdsa_redirect_signature_is_accepted(
     metadata = saml.sp_metadata(settings).decode().replace(rsa_body, ec_body)
     assert ec_body in metadata
     with app.app_context():
-        from idp.saml.commands import register_sp_metadata
+        from idp.saml.registration import register_sp_metadata
 
         register_sp_metadata(metadata.encode(), encrypt_assertion=False)
 

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from idp import db
 from idp.models import LoginSession
 from idp.saml import storage
-from idp.saml import views
+from idp.saml.logout import logout_request_url
 from tests.conftest import TestUser
 from tests.helpers import saml
 
@@ -182,7 +182,7 @@ def test_the_idp_sends_logout_requests_the_sp_accepts(
         login = db.get_session().scalar(select(LoginSession))
         participants = storage.list_participants(login)
         assert [p.sp_entity_id for p in participants] == [saml.SP_ENTITY_ID]
-        url = views.logout_request_url(participants[0], relay_state="/logout/next")
+        url = logout_request_url(participants[0], relay_state="/logout/next")
     assert url is not None and url.startswith(saml.SLO_URL + "?SAMLRequest=")
     sp_side = saml.sp_auth(sp, url)
     back = sp_side.process_slo()
@@ -206,7 +206,7 @@ def test_send_logout_request_uses_the_sp_binding(
     signed_in(http, settings)
     with app.test_request_context():
         login = db.get_session().scalar(select(LoginSession))
-        response = views.send_logout_request(storage.list_participants(login)[0])
+        response = saml.send_logout_request(storage.list_participants(login)[0])
     assert response is not None
     form = saml.read_form(response)
     assert form.action == saml.SLO_URL
@@ -253,7 +253,7 @@ def test_without_an_slo_endpoint_the_sp_sees_the_signed_out_page(
     root = etree.fromstring(metadata)
     for element in root.xpath("//md:SingleLogoutService", namespaces=saml.NS):
         element.getparent().remove(element)
-    from idp.saml.commands import register_sp_metadata
+    from idp.saml.registration import register_sp_metadata
 
     with app.app_context():
         register_sp_metadata(etree.tostring(root))
@@ -270,8 +270,8 @@ def test_without_an_slo_endpoint_the_sp_sees_the_signed_out_page(
     with app.test_request_context():
         login = db.get_session().scalar(select(LoginSession))
         [participant] = storage.list_participants(login)
-        assert views.logout_request_url(participant) is None
-        assert views.send_logout_request(participant) is None
+        assert logout_request_url(participant) is None
+        assert saml.send_logout_request(participant) is None
 
 
 def test_a_forged_logout_response_is_refused(
@@ -280,7 +280,7 @@ def test_a_forged_logout_response_is_refused(
     signed_in(http, sp)
     with app.test_request_context():
         login = db.get_session().scalar(select(LoginSession))
-        url = views.logout_request_url(storage.list_participants(login)[0])
+        url = logout_request_url(storage.list_participants(login)[0])
     assert url is not None
     attacker = saml.sp_settings(http, key="attacker")
     sp_side = saml.sp_auth(attacker, url)
