@@ -51,8 +51,12 @@ def make_app(
     store = SessionStore()
     app.extensions["demo.sessions"] = store
     app.session_interface = ServerSessionInterface(store)
-    look = {"app_name": name, "app_title": title, "tagline": tagline}
-    look["app_links"] = app_links(settings, name)
+    look = {
+        "app_name": name,
+        "app_title": title,
+        "tagline": tagline,
+        "app_links": app_links(settings, name),
+    }
     app.context_processor(lambda: {**look, **signed_in()})
     app.add_template_filter(show_value)
     # Browsers ask for /favicon.ico wherever no <link rel="icon"> names the icon.
@@ -108,6 +112,15 @@ def end_user_session() -> None:
     session.clear()
     if isinstance(session, ServerSession):
         session.regenerate()
+
+
+def log_out_here() -> dict[str, Any]:
+    """End this app's session from its logout form; return the user it held (or {})."""
+    require_csrf_token()
+    user = dict(session.get("user") or {})
+    end_user_session()
+    session["silent_checked"] = True  # no silent sign-in straight back
+    return user
 
 
 def require_csrf_token() -> None:

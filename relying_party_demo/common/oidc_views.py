@@ -18,9 +18,8 @@ from flask.typing import ResponseReturnValue
 from relying_party_demo.common import oidc
 from relying_party_demo.common.backchannel import KeysUnavailableError
 from relying_party_demo.common.backchannel import LogoutTokenError
-from relying_party_demo.common.layout import end_user_session
+from relying_party_demo.common.layout import log_out_here
 from relying_party_demo.common.layout import render_error
-from relying_party_demo.common.layout import require_csrf_token
 from relying_party_demo.common.layout import start_user_session
 
 bp = Blueprint("rp", __name__)
@@ -86,10 +85,7 @@ def callback() -> ResponseReturnValue:
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
-    require_csrf_token()
-    user = session.get("user") or {}
-    end_user_session()
-    session["silent_checked"] = True
+    user = log_out_here()
     response = oidc.logout_redirect(user)
     if response is None:
         title = current_app.config["APP_TITLE"]

@@ -19,8 +19,8 @@ from onelogin.saml2.errors import OneLogin_Saml2_Error
 from relying_party_demo.common.layout import end_user_session
 from relying_party_demo.common.layout import get_store
 from relying_party_demo.common.layout import is_enabled
+from relying_party_demo.common.layout import log_out_here
 from relying_party_demo.common.layout import render_error
-from relying_party_demo.common.layout import require_csrf_token
 from relying_party_demo.common.layout import start_user_session
 from relying_party_demo.payroll import saml
 
@@ -94,10 +94,7 @@ def refuse_response(reason: str, passive: bool) -> ResponseReturnValue:
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
-    require_csrf_token()
-    user = session.get("user") or {}
-    end_user_session()
-    session["silent_checked"] = True
+    user = log_out_here()
     try:
         auth = saml.get_auth()
     except Exception:  # the IdP is unusable: end the local session only
