@@ -87,6 +87,10 @@ def _handler(state: Receiver) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+# How often serve_forever checks for shutdown(): its default, 0.5 s, was a wait in every test.
+POLL_INTERVAL = 0.01
+
+
 class _QuietServer(ThreadingHTTPServer):
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # the IdP hung up on a slow answer: that is the point of the test
@@ -99,7 +103,9 @@ def running_receiver(**options: object) -> Iterator[Receiver]:
     server = _QuietServer(("127.0.0.1", 0), _handler(state))
     server.daemon_threads = True
     state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, name="logout-receiver", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, args=(POLL_INTERVAL,), name="logout-receiver", daemon=True
+    )
     thread.start()
     try:
         yield state

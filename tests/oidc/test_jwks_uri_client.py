@@ -14,6 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.helpers import oidc
+from tests.helpers.receiver import POLL_INTERVAL
 from tests.oidc.test_client_auth import CC
 from tests.oidc.test_client_auth import KeyPair
 from tests.oidc.test_client_auth import assert_invalid_client
@@ -43,7 +44,9 @@ class JwksServer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        serve = threading.Thread(target=self.server.serve_forever, args=(POLL_INTERVAL,))
+        serve.daemon = True
+        serve.start()
 
 
 @pytest.fixture
