@@ -7,16 +7,30 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
 	&& { echo $$p; break; }; done)
 
-.PHONY: test demo fmt lint clean
+.PHONY: test demo fmt lint lock clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is required" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# constraints.txt pins every dependency (Authlib, xmlsec/lxml drift breaks things silently).
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $@
+
+# Re-pin: install the newest versions pyproject.toml allows into a scratch venv and freeze them.
+LOCK_VENV := .lock-venv
+lock:
+	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is required" >&2; exit 1; }
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	{ sed -n '/^#/p' constraints.txt; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable --exclude idp; } > constraints.new
+	mv constraints.new constraints.txt
+	rm -rf $(LOCK_VENV)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
@@ -45,4 +59,4 @@ demo: $(VENV)/.installed
 	$(BIN)/python -m relying_party_demo.run
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) $(LOCK_VENV) instance .pytest_cache .mypy_cache .ruff_cache .coverage
