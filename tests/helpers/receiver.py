@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -121,15 +120,8 @@ BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 def sign_in_to(http: FlaskClient, client: oidc.Client, **params: str) -> dict[str, Any]:
     """Run the code flow (with ``offline_access``) in a logged-in browser; return the tokens."""
-    verifier, challenge = oidc.pkce_pair()
     params.setdefault("scope", "openid profile email offline_access")
-    params.setdefault("nonce", secrets.token_urlsafe(12))  # nonces are single-use per client
-    code = oidc.get_code(
-        http, client, code_challenge=challenge, code_challenge_method="S256", **params
-    )
-    response = oidc.exchange(http, client, code, code_verifier=verifier)
-    assert response.status_code == 200, response.data
-    tokens: dict[str, Any] = response.get_json()
+    tokens = oidc.issue_tokens(http, client, **params)
     assert "refresh_token" in tokens
     # Time claims follow the test clock, which tests move: PyJWT checks them on the wall clock.
     tokens["claims"] = oidc.decode(
