@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import functools
+import html
 import secrets
 import zlib
 from dataclasses import dataclass
@@ -429,3 +430,17 @@ def value(element: etree._Element, path: str) -> str:
     assert found, path
     item = found[0]
     return str(item if isinstance(item, str) else item.text)
+
+
+def assert_refused(app: Flask, response: Any, before: dict[str, int], message: str) -> str:
+    """An HTML 400 at the IdP naming the problem, no Response to any ACS, nothing stored.
+
+    Returns the page's text for further checks.
+    """
+    assert response.status_code == 400, response.data[:300]
+    assert response.mimetype == "text/html"
+    page = html.unescape(response.data.decode())
+    assert message in page, page
+    assert 'name="SAMLResponse"' not in page
+    assert counts(app) == before
+    return page
