@@ -161,8 +161,6 @@ class PostgresRunDatabase:
 @pytest.fixture(scope="session")
 def postgres_run_database(postgres_admin_url: str) -> Iterator[PostgresRunDatabase]:
     """One database per run (per xdist worker), with the schema."""
-    import idp.models  # noqa: F401 (every table in Base.metadata, whichever test runs first)
-
     url = create_postgres_database(postgres_admin_url)
     name = make_url(url).database
     admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
