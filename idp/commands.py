@@ -109,3 +109,9 @@ def serve_command(host: str, port: int, workers: int | None) -> None:
     # Serve from a fresh context: the CLI's app context (and its `g`) must not be shared by
     # every request, or one browser would inherit another's login.
     contextvars.Context().run(_Gunicorn(app, options).run)
+
+
+def register(parent: click.Group) -> None:
+    """Mount ``idp init`` and ``idp serve`` on the command line (``create_app`` calls this)."""
+    parent.add_command(init_command)
+    parent.add_command(serve_command)

@@ -8,7 +8,6 @@ from xml.sax.saxutils import quoteattr
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from flask import current_app
 from sqlalchemy import select
 
 from idp import db
@@ -18,6 +17,7 @@ from idp.oidc import storage as oidc_storage
 from idp.oidc.clients import ClientSpec
 from idp.oidc.clients import register_client
 from idp.oidc.clients import validate_redirect_uri
+from idp.settings import get_settings
 from idp.users import service
 
 DEMO_USERS = (
@@ -134,7 +134,7 @@ def _seed_client(spec: ClientSpec) -> list[str]:
 
 def payroll_sp_dir() -> Path:
     """Return where the Payroll demo SP keeps its key pair (PAYROLL_SP_DIR, as Payroll reads)."""
-    settings = current_app.extensions["idp.settings"]
+    settings = get_settings()
     folder = os.environ.get("PAYROLL_SP_DIR") or Path(settings.instance_dir) / "payroll"
     return Path(folder)
 

@@ -260,3 +260,15 @@ def test_no_import_cycles() -> None:
     graph = {module.name: import_targets(module, MODULE_NAMES) for module in IDP_MODULES}
     cycles = [describe(component, graph) for component in import_cycles(graph)]
     assert cycles == [], "import cycles among idp modules:\n" + "\n".join(cycles)
+
+
+def module_level_targets(module: Module, known: frozenset[str]) -> set[str]:
+    body = [node for node in module.tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
+    top = Module(module.name, module.path, ast.Module(body=body, type_ignores=[]))
+    return set(import_targets(top, known))
+
+
+def test_only_init_demo_loads_the_demo_data() -> None:
+    importers = [m for m in IDP_MODULES if "idp.demo" in import_targets(m, MODULE_NAMES)]
+    assert ids(importers) == ["idp.commands"]
+    assert "idp.demo" not in module_level_targets(importers[0], MODULE_NAMES)

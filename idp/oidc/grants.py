@@ -18,7 +18,6 @@ from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import grants as oidc_grants
-from flask import current_app
 from markupsafe import escape
 
 from idp import audit
@@ -35,6 +34,7 @@ from idp.oidc.claims import parse_claims_request
 from idp.oidc.claims import within_scope
 from idp.oidc.clients import AUTH_METHODS
 from idp.sessions.service import is_login_active
+from idp.settings import get_settings
 
 AUTHORIZATION_CODE_TTL = timedelta(seconds=60)
 # A confidential client that lost the response to a refresh may retry with the same token
@@ -171,7 +171,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         query = parse_qsl(urlsplit(dict(headers)["Location"]).query, keep_blank_values=True)
         params = query[-2:] if self.request.payload.state else query[-1:]
         # The RFC 9207 extension only rewrites a Location, so add iss here.
-        params.append(("iss", current_app.extensions["idp.settings"].issuer))
+        params.append(("iss", get_settings().issuer))
         return build_form_post(redirect_uri, params)
 
     def generate_authorization_code(self) -> str:
@@ -298,9 +298,9 @@ class _IdTokenMixin:
 
     def get_client_claims(self, client: OAuthClient) -> dict[str, Any]:
         now = int(db.now().timestamp())
-        ttl = current_app.extensions["idp.settings"].id_token_ttl
+        ttl = get_settings().id_token_ttl
         return {
-            "iss": current_app.extensions["idp.settings"].issuer,
+            "iss": get_settings().issuer,
             "aud": [client.get_client_id()],
             "iat": now,
             "exp": now + int(ttl.total_seconds()),

@@ -13,7 +13,6 @@ from urllib.parse import urlencode
 
 from authlib.oidc.rpinitiated import EndSessionEndpoint
 from flask import Flask
-from flask import current_app
 from joserfc import jwt
 from joserfc.jws import extract_compact
 from sqlalchemy import Select
@@ -30,7 +29,7 @@ from idp.models.oidc import OAuthClient
 from idp.oidc import storage
 from idp.oidc.claims import subject_for
 from idp.sessions import logout as session_logout
-from idp.settings import Settings
+from idp.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +40,6 @@ RETRY_WINDOW = timedelta(hours=1)
 FIRST_RETRY = timedelta(seconds=5)
 MAX_RETRY_INTERVAL = timedelta(minutes=10)
 MAX_PARALLEL_DELIVERIES = 8
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["idp.settings"]
-    return settings
 
 
 def build_logout_token_claims(
@@ -71,7 +65,7 @@ def issue_logout_token(client: OAuthClient, login: LoginSession) -> str:
     alg = client.id_token_signed_response_alg or "RS256"
     key = get_key_store().signing_key(alg, now)
     claims = build_logout_token_claims(
-        issuer=_settings().issuer,
+        issuer=get_settings().issuer,
         client_id=client.client_id,
         sid=login.sid,
         sub=subject_for(login.user, client),
@@ -218,7 +212,7 @@ def deliver_due() -> int:
 
 def front_channel_urls(login: LoginSession, joined: list[SessionParticipant]) -> list[str]:
     """Return each participant's ``frontchannel_logout_uri`` with ``iss`` and ``sid``."""
-    query = urlencode({"iss": _settings().issuer, "sid": login.sid})
+    query = urlencode({"iss": get_settings().issuer, "sid": login.sid})
     urls = []
     for participant in joined:
         client = storage.get_client(participant.rp)
@@ -250,7 +244,7 @@ class EndSession(EndSessionEndpoint):  # type: ignore[misc]
         typ = extract_compact(id_token_hint.encode()).protected.get("typ", "JWT")
         if typ != "JWT":
             raise InvalidRequestError("The id_token_hint is not an ID Token.")
-        if claims.get("iss") != _settings().issuer or not isinstance(claims.get("sid"), str):
+        if claims.get("iss") != get_settings().issuer or not isinstance(claims.get("sid"), str):
             raise InvalidRequestError("The id_token_hint was not issued here.")
         return claims
 

@@ -39,6 +39,7 @@ from idp.replay import remember_once
 from idp.sessions import logout as session_logout
 from idp.sessions import requesters
 from idp.settings import Settings
+from idp.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +51,7 @@ MAX_TOKEN_LENGTH = 8192
 
 
 def _issuer() -> str:
-    settings: Settings = current_app.extensions["idp.settings"]
-    return settings.issuer
+    return get_settings().issuer
 
 
 class UnsupportedTokenTypeError(OAuth2Error):  # type: ignore[misc]

@@ -56,7 +56,7 @@ from idp.oidc.grants import build_form_post
 from idp.oidc.grants import validate_token_form
 from idp.oidc.server import get_authorization_server
 from idp.sessions import service as sessions
-from idp.settings import Settings
+from idp.settings import get_settings
 
 bp = Blueprint("oidc", __name__)
 # The login page comes back to /authorize with this mark of the login the request asked for.
@@ -105,11 +105,6 @@ CONSENT_PAGE_HEADERS = {
 }
 
 
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["idp.settings"]
-    return settings
-
-
 def render_oauth_error(error: OAuth2Error) -> ResponseReturnValue:
     """Redirect the error to a validated redirect_uri, else show it here (never redirect)."""
     if error.redirect_uri:
@@ -119,7 +114,7 @@ def render_oauth_error(error: OAuth2Error) -> ResponseReturnValue:
         # An oversized state is the error itself: echoing it would only amplify it.
         if error.state and len(error.state) <= MAX_PARAMETER_LENGTH:
             params.append(("state", error.state))
-        params.append(("iss", _settings().issuer))  # RFC 9207
+        params.append(("iss", get_settings().issuer))  # RFC 9207
         mode = request.values.get("response_mode", "query")
         if mode == "form_post":
             status, body, headers = build_form_post(error.redirect_uri, params)
@@ -439,7 +434,7 @@ def userinfo() -> ResponseReturnValue:
 @bp.route("/jwks")
 def jwks() -> ResponseReturnValue:
     response = jsonify(get_key_store().public_jwks(db.now()))
-    max_age = int(_settings().jwks_max_age.total_seconds())
+    max_age = int(get_settings().jwks_max_age.total_seconds())
     response.headers["Cache-Control"] = f"public, max-age={max_age}"
     return response
 
@@ -457,14 +452,14 @@ def _optional_endpoints() -> dict[str, str]:
         if endpoint in current_app.view_functions:
             paths[name] = next(current_app.url_map.iter_rules(endpoint)).rule
     # RFC 7591 registration is off until an initial access token is configured.
-    if not _settings().registration_token:
+    if not get_settings().registration_token:
         paths.pop("registration_endpoint", None)
     return paths
 
 
 @bp.route("/.well-known/openid-configuration")
 def openid_configuration() -> ResponseReturnValue:
-    metadata = discovery.build_metadata(_settings(), optional_endpoints=_optional_endpoints())
+    metadata = discovery.build_metadata(get_settings(), optional_endpoints=_optional_endpoints())
     response = jsonify(metadata)
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response
@@ -473,7 +468,7 @@ def openid_configuration() -> ResponseReturnValue:
 @bp.route("/register", methods=["POST"])
 def register() -> ResponseReturnValue:
     status, body, headers = registration.create_registration_response(
-        registration_token=_settings().registration_token,
+        registration_token=get_settings().registration_token,
         authorization=request.headers.get("Authorization"),
         mimetype=request.mimetype,
         body=request.get_data(cache=False),

@@ -11,8 +11,8 @@ import click
 from idp import audit
 from idp import db
 from idp.attributes import ATTRIBUTES
-from idp.cli import IdpGroup
-from idp.cli import echo_json
+from idp.cli_support import IdpGroup
+from idp.cli_support import echo_json
 from idp.errors import ConflictError
 from idp.errors import InvalidInputError
 from idp.models.saml import ServiceProvider
@@ -235,3 +235,8 @@ def list_(as_json: bool) -> None:
         click.echo("No service providers.")
     for row in rows:
         click.echo(f"{row['entity_id']}\t{row['name']}")
+
+
+def register(parent: click.Group) -> None:
+    """Mount ``idp sp`` on the command line (``create_app`` calls this)."""
+    parent.add_command(cli)

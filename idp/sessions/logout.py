@@ -40,6 +40,8 @@ class LogoutRegistry:
     after_commit: list[AfterCommit] = field(default_factory=list)
     front_channel: dict[str, FrontChannel] = field(default_factory=dict)
     periodic: list[Periodic] = field(default_factory=list)
+    # The session service's own sweeps (expiry, purge): run first, and a failure stops the run.
+    sweeps: list[Periodic] = field(default_factory=list)
 
 
 def init_app(app: Flask) -> None:
@@ -114,12 +116,10 @@ def front_channel_urls(login: LoginSession, *, initiator: str | None = None) -> 
 
 def run_maintenance() -> None:
     """Sweep expired sessions (so their participants hear of it), purge, run periodic tasks."""
-    from idp.sessions.service import expire_stale_logins
-    from idp.sessions.service import purge_ended_logins
-
-    expire_stale_logins()
-    purge_ended_logins()
-    for task in get_registry().periodic:
+    registry = get_registry()
+    for sweep in registry.sweeps:
+        sweep()
+    for task in registry.periodic:
         try:
             task()
         except Exception:

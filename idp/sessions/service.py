@@ -11,7 +11,6 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 from flask import Flask
-from flask import current_app
 from flask import request
 from flask import session
 from flask import url_for
@@ -30,8 +29,9 @@ from idp.models.login import LoginSession
 from idp.models.user import User
 from idp.sessions import logout
 from idp.settings import Settings
+from idp.settings import get_settings
 from idp.users import passwords
-from idp.users.service import get_user_by_email
+from idp.users import service as users
 
 # Levels of assurance (Keycloak's convention): "1" one factor, "2" several factors.
 ACR_SINGLE_FACTOR = "1"
@@ -63,21 +63,16 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["idp.settings"]
-    return settings
-
-
 def is_login_active(login: LoginSession, now: datetime) -> bool:
     """Return whether the session is neither revoked nor idle- nor absolutely expired."""
     if login.revoked_at is not None or login.user.is_disabled:
         return False
-    return now < login.expires_at and now < login.last_seen_at + _settings().session_idle_timeout
+    return now < login.expires_at and now < login.last_seen_at + get_settings().session_idle_timeout
 
 
 def effective_expiry(login: LoginSession) -> datetime:
     """Return when the session ends if nothing else happens (idle or absolute, the sooner)."""
-    return min(login.expires_at, login.last_seen_at + _settings().session_idle_timeout)
+    return min(login.expires_at, login.last_seen_at + get_settings().session_idle_timeout)
 
 
 def _load_login(token: str) -> CurrentLogin | None:
@@ -108,6 +103,18 @@ def init_app(app: Flask, settings: Settings) -> None:
     manager.init_app(app)
     app.extensions["idp.login_manager"] = manager
     logout.init_app(app)
+    logout.get_registry(app).sweeps.extend((expire_stale_logins, purge_ended_logins))
+    users.user_disabled.connect(_end_sessions_of_disabled_user, sender=app)
+    users.password_changed.connect(_end_other_sessions, sender=app)
+
+
+def _end_sessions_of_disabled_user(app: Flask, *, user: User) -> None:
+    revoke_user_sessions(user, reason="user_disabled")
+
+
+def _end_other_sessions(app: Flask, *, user: User, keep_login: LoginSession | None) -> None:
+    # Whoever knew the old password is logged out everywhere but where it was changed.
+    revoke_user_sessions(user, reason="password_changed", keep=keep_login)
 
 
 def authenticate(email: str, password: str) -> User | None:
@@ -116,7 +123,7 @@ def authenticate(email: str, password: str) -> User | None:
     Costs one Argon2 verification on every path, so timing does not reveal whether the
     account exists.
     """
-    user = get_user_by_email(email)
+    user = users.get_user_by_email(email)
     ok = passwords.verify_password(user.password_hash if user else None, password)
     if user is None or not ok or user.is_disabled:
         audit.record(
@@ -143,7 +150,7 @@ def start_login(user: User, *, amr: list[str]) -> LoginSession:
         user=user,
         created_at=now,
         last_seen_at=now,
-        expires_at=now + _settings().session_absolute_timeout,
+        expires_at=now + get_settings().session_absolute_timeout,
         auth_time=now,
         amr=amr,
         acr=ACR_SINGLE_FACTOR,
@@ -240,7 +247,7 @@ def revoke_user_sessions(
 def expire_stale_logins() -> list[LoginSession]:
     """End sessions that expired (idle or absolute) so their participants hear of it; commit."""
     now = db.now()
-    idle_cutoff = now - _settings().session_idle_timeout
+    idle_cutoff = now - get_settings().session_idle_timeout
     stale = list(
         db.get_session().scalars(
             select(LoginSession)

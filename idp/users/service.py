@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 
+from blinker import Namespace
+from flask import Flask
+from flask import current_app
 from sqlalchemy import select
 
 from idp import audit
@@ -20,6 +23,14 @@ _EMAIL = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
 MAX_PASSWORD_LENGTH = 1024
+
+# Users know nothing of login sessions: the sessions package subscribes to these (sender: the
+# app) and ends the sessions, so the dependency runs one way, sessions -> users.
+_signals = Namespace()
+user_disabled = _signals.signal("user-disabled")
+"""Sent with ``user`` once the account is disabled, before the commit."""
+password_changed = _signals.signal("password-changed")
+"""Sent with ``user`` and ``keep_login`` (the session it was changed from, or None)."""
 
 
 def normalize_email(email: str) -> str:
@@ -137,13 +148,11 @@ def set_password(user: User, password: str, keep_login: LoginSession | None = No
         InvalidInputError: unusable password.
 
     """
-    from idp.sessions.service import revoke_user_sessions
-
     validate_password(password)
     user.password_hash = hash_password(password)
     user.updated_at = db.now()
     audit.record("user_password_changed", user_id=user.id)
-    revoke_user_sessions(user, reason="password_changed", keep=keep_login)
+    password_changed.send(_app(), user=user, keep_login=keep_login)
 
 
 def disable_user(email: str) -> User:
@@ -153,13 +162,16 @@ def disable_user(email: str) -> User:
         NotFoundError: no such user.
 
     """
-    from idp.sessions.service import revoke_user_sessions
-
     user = require_user_by_email(email)
     if not user.is_disabled:
         user.is_disabled = True
         user.updated_at = db.now()
         audit.record("user_disabled", user_id=user.id)
-        revoke_user_sessions(user, reason="user_disabled")
+        user_disabled.send(_app(), user=user)
     db.get_session().commit()
     return user
+
+
+def _app() -> Flask:
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    return app
