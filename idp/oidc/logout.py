@@ -15,8 +15,6 @@ from authlib.oidc.rpinitiated import EndSessionEndpoint
 from flask import Flask
 from joserfc import jwt
 from joserfc.jws import extract_compact
-from sqlalchemy import Select
-from sqlalchemy import select
 
 from idp import audit
 from idp import db
@@ -101,7 +99,7 @@ def on_session_end(login: LoginSession, joined: list[SessionParticipant], reason
         client = storage.get_client(participant.rp)
         if client is None or not client.backchannel_logout_uri:
             continue
-        db.get_session().add(
+        storage.add_logout_delivery(
             LogoutDelivery(
                 client_id=client.client_id,
                 login_session_id=login.id,
@@ -173,39 +171,14 @@ def _attempt(deliveries: Sequence[LogoutDelivery]) -> None:
     db.get_session().commit()
 
 
-def _skip_locked(query: Select[LogoutDelivery]) -> Select[LogoutDelivery]:
-    if db.get_database().engine.dialect.name != "postgresql":
-        return query
-    # Several IdP processes deliver at once: each row goes to exactly one of them. ``of``:
-    # PostgreSQL refuses FOR UPDATE on the outer-joined (eager-loaded) login row.
-    return query.with_for_update(skip_locked=True, of=LogoutDelivery)
-
-
 def deliver_for(logins: Sequence[LoginSession]) -> None:
     """Deliver the queued logout tokens of sessions that just ended (post-commit hook)."""
-    ids = [login.id for login in logins]
-    query = select(LogoutDelivery).where(
-        LogoutDelivery.login_session_id.in_(ids),
-        LogoutDelivery.attempts == 0,
-        LogoutDelivery.delivered_at.is_(None),
-        LogoutDelivery.failed_at.is_(None),
-    )
-    _attempt(list(db.get_session().scalars(_skip_locked(query))))
+    _attempt(storage.claim_new_deliveries([login.id for login in logins]))
 
 
 def deliver_due() -> int:
     """Retry every delivery whose back-off has passed; return how many were tried."""
-    query = (
-        select(LogoutDelivery)
-        .where(
-            LogoutDelivery.delivered_at.is_(None),
-            LogoutDelivery.failed_at.is_(None),
-            LogoutDelivery.next_attempt_at <= db.now(),
-        )
-        .order_by(LogoutDelivery.next_attempt_at)
-        .limit(100)
-    )
-    due = list(db.get_session().scalars(_skip_locked(query)))
+    due = storage.claim_due_deliveries(db.now())
     _attempt(due)
     return len(due)
 
