@@ -27,6 +27,7 @@ class _RootGroup(FlaskGroup):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         # FlaskGroup prints the whole traceback of an app that fails to build (`idp --help`).
+        # https://github.com/pallets/flask/blob/3.1.3/src/flask/cli.py#L658-L661
         translate_errors(lambda: ctx.ensure_object(ScriptInfo).load_app())
         return super().list_commands(ctx)
 

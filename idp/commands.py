@@ -62,6 +62,7 @@ class _Gunicorn:
                 for key, value in options.items():
                     self.cfg.set(key, value)
                 # gunicorn 25+ opens a control socket under $HOME by default: nothing uses it.
+                # https://github.com/benoitc/gunicorn/blob/27.0.1/gunicorn/config.py#L3368-L3376
                 if "control_socket_disable" in self.cfg.settings:
                     self.cfg.set("control_socket_disable", True)
 

@@ -135,6 +135,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         if requested:
             # Authlib quotes the URI in the description, which must be printable ASCII
             # without '"' or '\\' (RFC 6749 §5.2): a hostile URI would be a 500.
+            # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc6749/grants/base.py#L118-L124
             if not client.check_redirect_uri(requested):
                 raise InvalidRequestError("The 'redirect_uri' is not registered for this client.")
             return requested
@@ -168,6 +169,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         if mode != "form_post":
             return status, body, headers
         # Authlib appended code (and state) to the redirect_uri's own query: take them back.
+        # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc6749/grants/authorization_code.py#L158-L161
         query = parse_qsl(urlsplit(dict(headers)["Location"]).query, keep_blank_values=True)
         params = query[-2:] if self.request.payload.state else query[-1:]
         # The RFC 9207 extension only rewrites a Location, so add iss here.
@@ -219,6 +221,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
     def save_token(self, token: dict[str, Any]) -> None:
         # The code is spent in the transaction that stores its tokens: Authlib would spend
         # it only after save_token committed, and a concurrent redemption could win twice.
+        # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc6749/grants/authorization_code.py#L281-L282
         code: AuthorizationCode = self.request.authorization_code
         now = db.now()
         if not storage.claim_code(code.id, now):
@@ -408,6 +411,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         # Rotation is claimed in the transaction that stores the new pair: Authlib's
         # revoke_old_credential runs after save_token committed, and concurrent uses of one
         # token could both succeed.
+        # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc6749/grants/refresh_token.py#L126-L127
         parent: OAuthToken = self.request.refresh_token
         now = db.now()
         if self.lost_child is not None:

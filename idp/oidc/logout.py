@@ -210,7 +210,9 @@ class EndSession(EndSessionEndpoint):  # type: ignore[misc]
             raise InvalidRequestError("The id_token_hint is too long.")
         try:
             claims: dict[str, Any] = super()._validate_id_token_hint(id_token_hint)
-        except (ValueError, TypeError):  # hostile headers joserfc does not wrap ("crit": 1)
+        except (ValueError, TypeError):
+            # Hostile headers joserfc does not wrap ("crit": 1 reaches check_crit_header):
+            # https://github.com/authlib/joserfc/blob/1.8.0/src/joserfc/registry.py#L200-L209
             raise InvalidRequestError("The id_token_hint is not a valid ID Token.") from None
         # Our access and logout tokens are signed by the same keys and carry iss, aud and sid
         # too: only a token typed as an ID token may end a session without confirmation.
@@ -224,6 +226,7 @@ class EndSession(EndSessionEndpoint):  # type: ignore[misc]
     def resolve_client_from_id_token_claims(self, id_token_claims: dict[str, Any]) -> Any:
         # Our ID tokens carry ``aud`` as a one-element list, plus ``azp`` (Core §2); Authlib
         # only resolves a string ``aud``, which left every hint without its client.
+        # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oidc/rpinitiated/end_session.py#L219-L229
         aud = id_token_claims.get("aud")
         audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
         azp = id_token_claims.get("azp")

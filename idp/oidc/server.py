@@ -58,6 +58,7 @@ class UnsupportedTokenTypeError(OAuth2Error):  # type: ignore[misc]
     """RFC 7009 §2.2.1 ``unsupported_token_type``: a 400 like every RFC 6749 §5.2 error."""
 
     # Authlib's own class derives from ForbiddenError and answers 401.
+    # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc6749/errors.py#L221-L222
     error = "unsupported_token_type"
     status_code = 400
 

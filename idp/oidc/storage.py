@@ -231,7 +231,8 @@ def _skip_locked(query: Select[LogoutDelivery]) -> Select[LogoutDelivery]:
     if db.get_database().engine.dialect.name != "postgresql":
         return query
     # Several IdP processes deliver at once: each row goes to exactly one of them. ``of``:
-    # PostgreSQL refuses FOR UPDATE on the outer-joined (eager-loaded) login row.
+    # PostgreSQL refuses FOR UPDATE on the outer-joined (eager-loaded) login row:
+    # https://www.postgresql.org/docs/16/sql-select.html#SQL-FOR-UPDATE-SHARE
     return query.with_for_update(skip_locked=True, of=LogoutDelivery)
 
 
