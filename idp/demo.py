@@ -8,7 +8,6 @@ from xml.sax.saxutils import quoteattr
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sqlalchemy import select
 
 from idp import db
 from idp.keys.store import build_certificate
@@ -19,6 +18,7 @@ from idp.oidc.clients import register_client
 from idp.oidc.clients import validate_redirect_uri
 from idp.settings import get_settings
 from idp.users import service
+from idp.users import storage as users_storage
 
 DEMO_USERS = (
     ("alice@example.com", "Alice Liddell", "alice-demo-password", False, ("staff", "finance")),
@@ -83,11 +83,10 @@ def demo_clients() -> list[ClientSpec]:
 
 
 def _group(name: str) -> Group:
-    session = db.get_session()
-    group = session.scalar(select(Group).where(Group.name == name))
+    group = users_storage.get_group(name)
     if group is None:
         group = Group(name=name)
-        session.add(group)
+        users_storage.add_group(group)
     return group
 
 

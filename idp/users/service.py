@@ -7,7 +7,6 @@ import re
 from blinker import Namespace
 from flask import Flask
 from flask import current_app
-from sqlalchemy import select
 
 from idp import audit
 from idp import db
@@ -16,6 +15,7 @@ from idp.errors import InvalidInputError
 from idp.errors import NotFoundError
 from idp.models.login import LoginSession
 from idp.models.user import User
+from idp.users import storage
 from idp.users.passwords import hash_password
 
 # Deliberately simple (the HTML5 "valid e-mail address" shape); delivery is not our check.
@@ -65,7 +65,7 @@ def get_user_by_email(email: str) -> User | None:
         value = normalize_email(email)
     except InvalidInputError:
         return None
-    return db.get_session().scalar(select(User).where(User.email == value))
+    return storage.get_user_by_email(value)
 
 
 def require_user_by_email(email: str) -> User:
@@ -83,7 +83,7 @@ def require_user_by_email(email: str) -> User:
 
 def list_users() -> list[User]:
     """Return every user, oldest first."""
-    return list(db.get_session().scalars(select(User).order_by(User.id)))
+    return storage.list_users()
 
 
 def _split_name(name: str) -> tuple[str | None, str | None]:
@@ -115,8 +115,7 @@ def add_user(
         raise InvalidInputError("the name must be 1 to 200 characters")
     if password is not None:
         validate_password(password)
-    session = db.get_session()
-    if session.scalar(select(User.id).where(User.email == value)) is not None:
+    if storage.email_exists(value):
         raise ConflictError(f"a user with e-mail {value!r} already exists")
     guessed_given, guessed_family = _split_name(name)
     now = db.now()
@@ -131,10 +130,9 @@ def add_user(
         created_at=now,
         updated_at=now,
     )
-    session.add(user)
-    session.flush()
+    storage.add_user(user)
     audit.record("user_created", user_id=user.id, email=value, is_admin=is_admin)
-    session.commit()
+    db.get_session().commit()
     return user
 
 
