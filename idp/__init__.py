@@ -39,6 +39,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp import commands
     from idp import csrf
     from idp import errors
+    from idp import inputs
+    from idp import logs
     from idp import ops
     from idp import replay
     from idp.keys import commands as key_commands
@@ -53,11 +55,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp.sessions import views as session_views
     from idp.users import commands as user_commands
 
+    inputs.init_app(app)
     db.init_app(app, settings)
     key_store.init_app(app, settings)
     session_service.init_app(app, settings)
     replay.init_app(app, settings)
     oidc_server.init_app(app, settings)
+    logs.init_app(app)
     saml_views.init_app(app)
     errors.register_error_handlers(app)
     csrf.init_app(app)

@@ -13,6 +13,9 @@ from flask.cli import with_appcontext
 
 from idp import db
 from idp.keys.store import get_key_store
+from idp.logs import ACCESS_LOG_FORMAT
+from idp.logs import configure_logging
+from idp.settings import get_settings
 
 
 @click.command("init")
@@ -24,7 +27,7 @@ def init_command(demo: bool) -> None:
     keys = get_key_store()
     # An unusable keys_dir or a key file gone missing is found before the database is touched.
     keys.verify_keys(db.now())
-    db.create_sqlite_directory(database.engine)
+    db.create_sqlite_file(database.engine)
     before = db.current_revision(database.engine)
     db.upgrade_database(database.engine)
     after = db.current_revision(database.engine)
@@ -99,10 +102,12 @@ def serve_command(host: str, port: int, workers: int | None) -> None:
     """Run the production server (gunicorn)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     get_key_store().verify_keys(db.now())  # a missing key file stops start-up, not /jwks
+    configure_logging(get_settings(app))
     options = {
         "bind": f"{host}:{port}",
         "workers": workers or default_workers(),
         "accesslog": "-",
+        "access_log_format": ACCESS_LOG_FORMAT,
         "errorlog": "-",
         "proc_name": "idp",
         "post_fork": lambda server, worker: _post_fork(app),

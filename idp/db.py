@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -76,8 +79,13 @@ def utcnow() -> datetime:
 def build_engine(database_url: str) -> Engine:
     """Create an engine (touching nothing on disk); SQLite gets foreign keys on."""
     url = make_url(database_url)
-    options: dict[str, Any] = {"future": True}
-    if url.get_backend_name() != "sqlite":
+    # Parameters are e-mails, hashes, client ids: never in logs or error messages.
+    options: dict[str, Any] = {"future": True, "hide_parameters": True}
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:" and Path(url.database).parent.is_dir():
+            # SQLite would create a missing file 0644; no directory is made here (`idp init`).
+            create_private_file(Path(url.database))
+    else:
         options["pool_pre_ping"] = True
     engine = create_engine(url, **options)
     if url.get_backend_name() == "sqlite":
@@ -90,6 +98,16 @@ def build_engine(database_url: str) -> Engine:
             cursor.close()
 
     return engine
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` readable by its owner only (0600) unless it exists.
+
+    SQLite would create the database 0644 (password hashes, e-mails, the audit trail), and
+    gives its -journal, -wal and -shm files the database file's permissions.
+    """
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def init_app(app: Flask, settings: Settings) -> None:
@@ -150,8 +168,6 @@ def delete_batch(
 
 
 def _alembic_config(connection: Any) -> Any:
-    from pathlib import Path
-
     from alembic.config import Config
 
     config = Config()
@@ -160,18 +176,17 @@ def _alembic_config(connection: Any) -> Any:
     return config
 
 
-def create_sqlite_directory(engine: Engine) -> None:
-    """Create the directory of a SQLite database file (``idp init`` only).
+def create_sqlite_file(engine: Engine) -> None:
+    """Create a SQLite database file 0600 in its directory, made 0700 (``idp init`` only).
 
     Other commands never do: one run with a mistyped database_url leaves no directories behind.
     """
     database = engine.url.database
     if engine.url.get_backend_name() == "sqlite" and database and database != ":memory:":
-        from pathlib import Path
-
         folder = Path(database).parent
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            create_private_file(Path(database))
         except OSError as error:
             raise ConfigurationError(
                 f"database_url: cannot create {folder}: {error.strerror}"

@@ -16,6 +16,7 @@ from idp.oidc import storage as oidc_storage
 from idp.oidc.clients import ClientSpec
 from idp.oidc.clients import register_client
 from idp.oidc.clients import validate_redirect_uri
+from idp.saml.registration import register_sp_metadata
 from idp.settings import get_settings
 from idp.users import service
 from idp.users import storage as users_storage
@@ -161,8 +162,6 @@ def load_payroll_certificate(folder: Path) -> str:
 
 
 def _seed_payroll() -> str:
-    from idp.saml import commands as saml_commands
-
     base = demo_base_url("payroll")
     certificate = load_payroll_certificate(payroll_sp_dir())
     body = "".join(line for line in certificate.splitlines() if "-----" not in line)
@@ -172,5 +171,5 @@ def _seed_payroll() -> str:
         slo_url=quoteattr(f"{base}/saml/sls"),
         acs_url=quoteattr(f"{base}/saml/acs"),
     )
-    entity_id = saml_commands.register_sp_metadata(metadata.encode(), replace=True, name="Payroll")
+    entity_id = register_sp_metadata(metadata.encode(), replace=True, name="Payroll")
     return f"Demo SAML SP {entity_id} (Payroll)"

@@ -23,6 +23,7 @@ from sqlalchemy.exc import ArgumentError
 from idp.errors import ConfigurationError
 
 ENV_PREFIX = "IDP_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,10 @@ class Settings:
     password_hash_parallelism: int = 4
     """Argon2id lanes."""
 
+    log_level: str = "INFO"
+    """Level of ``idp serve``'s log on stderr (DEBUG, INFO, WARNING, ERROR); INFO includes the
+    ``idp.audit`` lines. No token, code, secret or password is logged at any level."""
+
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Flask configuration passed through unchanged (upper-case keys of the create_app mapping)."""
 
@@ -131,6 +136,8 @@ def _parse_str(name: str, value: Any) -> str:
 
 def _coerce(name: str, value: Any) -> Any:
     kind = _FIELDS[name].type
+    if name == "log_level":
+        return _parse_str(name, value).upper()
     if kind == "timedelta":
         return _parse_duration(name, value)
     if kind == "int":
@@ -158,6 +165,8 @@ def _validate(settings: Settings) -> None:
         scheme = urlsplit(settings.redis_url).scheme
         if scheme not in ("redis", "rediss", "unix"):
             raise ConfigurationError("redis_url: must start with redis://, rediss:// or unix://")
+    if settings.log_level not in LOG_LEVELS:
+        raise ConfigurationError(f"log_level: must be one of {', '.join(LOG_LEVELS)}")
     if settings.session_idle_timeout > settings.session_absolute_timeout:
         raise ConfigurationError("session_idle_timeout: must not exceed session_absolute_timeout")
 
@@ -218,7 +227,7 @@ def load_secret_key(settings: Settings) -> str:
     if settings.secret_key:
         return settings.secret_key
     path = Path(settings.instance_dir) / "secret_key"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         # O_EXCL: when several workers start at once exactly one writes the key.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -13,14 +13,18 @@ from datetime import datetime
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.parse import urlunsplit
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import Engine
 from sqlalchemy import create_engine
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+import idp.models  # noqa: F401 (every table in Base.metadata, for the schema template)
 from idp import create_app
 from idp.db import Base
 from idp.db import get_database
@@ -106,12 +110,13 @@ def postgres_admin_url() -> str:
     return POSTGRES_ADMIN_URL
 
 
-def create_postgres_database(admin_url: str) -> str:
-    """Create a throwaway database and return its URL."""
+def create_postgres_database(admin_url: str, template: str | None = None) -> str:
+    """Create a throwaway database (a copy of ``template`` if given) and return its URL."""
     name = f"idp_test_{secrets.token_hex(6)}"
+    copy = f' TEMPLATE "{template}"' if template else ""
     engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
+        connection.execute(text(f'CREATE DATABASE "{name}"{copy}'))
     engine.dispose()
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
@@ -124,23 +129,72 @@ def drop_postgres_database(admin_url: str, url: str) -> None:
     engine.dispose()
 
 
+def empty_tables_sql(engine: Engine) -> str:
+    """Return one script that empties every table and restarts every sequence.
+
+    On tables of a few rows, DELETE and setval take ~3 ms where TRUNCATE takes ~50 ms
+    (it replaces each table's files) and CREATE DATABASE ... TEMPLATE ~50 ms plus a drop.
+    """
+    tables = reversed(Base.metadata.sorted_tables)
+    deletes = [f'DELETE FROM "{table.name}";' for table in tables]  # noqa: S608 (our tables)
+    with engine.connect() as connection:
+        sequences = connection.scalars(
+            text("SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences")
+        ).all()
+    restarts = [f"SELECT setval('{sequence}', 1, false);" for sequence in sequences]
+    return "\n".join(deletes + restarts)
+
+
+@dataclass
+class PostgresRunDatabase:
+    """The run's (an xdist worker's) database: schema built once, emptied before each test."""
+
+    url: str
+    engine: Engine
+    empty_tables: str
+
+    def reset(self) -> None:
+        with self.engine.begin() as connection:
+            connection.exec_driver_sql(self.empty_tables)
+
+
 @pytest.fixture(scope="session")
-def postgres_run_database(postgres_admin_url: str) -> Iterator[str]:
-    """One database for the whole run, with the schema; tests truncate it."""
+def postgres_run_database(postgres_admin_url: str) -> Iterator[PostgresRunDatabase]:
+    """One database per run (per xdist worker), with the schema."""
     url = create_postgres_database(postgres_admin_url)
+    name = make_url(url).database
+    admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        # Throwaway data: a commit need not wait for the disk (the machine is shared).
+        connection.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
+    admin.dispose()
     engine = create_engine(url)
     Base.metadata.create_all(engine)
+    yield PostgresRunDatabase(url, engine, empty_tables_sql(engine))
     engine.dispose()
-    yield url
     drop_postgres_database(postgres_admin_url, url)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SQLite file with the schema, built once per run; each test gets a copy."""
+    path = tmp_path_factory.mktemp("schema") / "idp.sqlite3"
+    engine = create_engine(f"sqlite:///{path}")
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    return path
 
 
 @pytest.fixture
 def database_url(db_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The URL of a database with the schema and no rows, for this test alone."""
     if db_backend == "sqlite":
-        return f"sqlite:///{tmp_path / 'idp.sqlite3'}"
-    url: str = request.getfixturevalue("postgres_run_database")
-    return url
+        path = tmp_path / "idp.sqlite3"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    database: PostgresRunDatabase = request.getfixturevalue("postgres_run_database")
+    database.reset()
+    return database.url
 
 
 @pytest.fixture(scope="session")
@@ -179,7 +233,10 @@ def clock() -> Clock:
 
 
 def reset_schema(app: Flask) -> None:
-    """Give the test an empty schema: create it on SQLite, truncate it on PostgreSQL."""
+    """Give the test an empty schema: create it on SQLite, truncate it on PostgreSQL.
+
+    ``database_url`` already is one; this is for an app built on another URL.
+    """
     engine = get_database(app).engine
     if engine.dialect.name == "postgresql":
         tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
@@ -193,7 +250,6 @@ def reset_schema(app: Flask) -> None:
 def app(settings: dict[str, Any], clock: Clock) -> Iterator[Flask]:
     app = create_app(settings)
     app.extensions["idp.clock"] = clock
-    reset_schema(app)
     yield app
     get_database(app).engine.dispose()
 
@@ -258,16 +314,25 @@ def logged_in(auth: AuthActions, user: TestUser) -> TestUser:
     return user
 
 
+def worker_redis_url(url: str) -> str:
+    """Give each xdist worker its own Redis database (15, 14, ...): counters stay apart."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    parts = urlsplit(url)
+    number = (int(parts.path.strip("/") or 0) - int(worker.removeprefix("gw"))) % 16
+    return urlunsplit(parts._replace(path=f"/{number}"))
+
+
 @pytest.fixture
 def redis_url() -> str:
     import redis
 
+    url = worker_redis_url(REDIS_URL)
     try:
-        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+        client = redis.Redis.from_url(url, socket_connect_timeout=1)
         client.ping()
         client.close()
         available = True
     except redis.RedisError:
         available = False
-    require_service(available, f"Redis not reachable at {REDIS_URL}")
-    return REDIS_URL
+    require_service(available, f"Redis not reachable at {url}")
+    return url

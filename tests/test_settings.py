@@ -239,3 +239,10 @@ def test_create_app_reads_the_environment(
     assert app.extensions["idp.settings"].redis_url == "redis://127.0.0.1:6379/0"
     assert app.config["SECRET_KEY"] == settings["secret_key"]
     assert app.config["TESTING"] is True
+
+
+def test_log_level_from_the_environment(tmp_path: Path) -> None:
+    assert load_settings(environ={}).log_level == "INFO"
+    assert load_settings(environ={"IDP_LOG_LEVEL": "debug"}).log_level == "DEBUG"
+    with pytest.raises(ConfigurationError, match="log_level"):
+        load_settings(environ={"IDP_LOG_LEVEL": "loud"})

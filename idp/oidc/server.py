@@ -183,6 +183,16 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
 
     CLIENT_AUTH_METHOD = "private_key_jwt"
 
+    def extract_assertion(self, assertion: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        # Authlib lets a mistyped header ("crit": 1) or claims nested past the JSON parser's
+        # depth escape as TypeError or RecursionError: a 500 instead of invalid_client.
+        try:
+            tokens.validate_jws_header(assertion)
+            headers, claims = super().extract_assertion(assertion)
+        except (JoseError, RecursionError):
+            raise InvalidClientError(description="Invalid JWT assertion.") from None
+        return headers, claims
+
     def get_audiences(self) -> list[str]:
         issuer = _issuer()
         return [issuer, f"{issuer}/token"]
@@ -264,10 +274,11 @@ def fetch_jwks(client: OAuthClient) -> dict[str, Any] | None:
 
 
 def _authenticate_client_secret_basic(query_client: Any, request: Any) -> OAuthClient | None:
-    # Authlib decodes the Basic credentials as UTF-8 without catching the error (a 500).
+    # Authlib decodes the Basic credentials as UTF-8, and splits a one-word header
+    # ("Authorization: Basic"), without catching the ValueError (a 500).
     try:
         client: OAuthClient | None = authenticate_client_secret_basic(query_client, request)
-    except UnicodeDecodeError:
+    except ValueError:
         raise InvalidClientError(
             status_code=401, description="Malformed HTTP Basic credentials."
         ) from None

@@ -10,6 +10,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import aliased
 
 from idp import db
+from idp.inputs import is_clean
 from idp.models.oidc import AuthorizationCode
 from idp.models.oidc import Consent
 from idp.models.oidc import LogoutDelivery
@@ -20,7 +21,9 @@ from idp.models.oidc import hash_secret
 
 def get_client(client_id: str) -> OAuthClient | None:
     """Return the enabled client with this ``client_id``, or None."""
-    if not client_id or len(client_id) > 128:
+    # Ids also come from HTTP Basic credentials and assertion claims, which no parameter
+    # check sees: a NUL would be a database error on PostgreSQL.
+    if not client_id or len(client_id) > 128 or not is_clean(client_id):
         return None
     client = db.get_session().scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
     return None if client is None or client.is_disabled else client

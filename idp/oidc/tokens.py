@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import secrets
 from datetime import UTC
 from datetime import datetime
@@ -10,8 +12,11 @@ from typing import cast
 
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from joserfc import jwt
+from joserfc.errors import DecodeError
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from joserfc.registry import JWS_HEADER_REGISTRY
+from joserfc.registry import check_registry_header
 
 from idp import audit
 from idp import db
@@ -99,9 +104,6 @@ class TokenGenerator(BearerTokenGenerator):  # type: ignore[misc]
 
 def _unverified_claims(access_token: str) -> dict[str, Any]:
     # Our own token, minted a moment ago in this process: reading it needs no verification.
-    import base64
-    import json
-
     payload = access_token.split(".")[1]
     data: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     return data
@@ -152,6 +154,24 @@ def save_token(token: dict[str, Any], request: Any) -> None:
     db.get_session().commit()
 
 
+def validate_jws_header(value: str) -> None:
+    """Raise JoseError unless the compact JWS's protected header is an object of typed members.
+
+    joserfc reads the names listed in ``crit`` before it checks that ``crit`` is a list of
+    strings, so ``"crit": 1`` escapes as a TypeError, not a JoseError (check_crit_header in
+    https://github.com/authlib/joserfc/blob/1.8.0/src/joserfc/registry.py). Checking the
+    registry's types first turns every malformed header into the library's own error.
+    """
+    segment = value.split(".", 1)[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, RecursionError):
+        raise DecodeError("The JWS header is not base64url-encoded JSON.") from None
+    if not isinstance(header, dict):
+        raise DecodeError("The JWS header is not a JSON object.")
+    check_registry_header(JWS_HEADER_REGISTRY, header, check_required=False)
+
+
 def verify_access_token(access_token: str) -> OAuthToken | None:
     """Return the stored issuance of a valid, live access token, else None.
 
@@ -163,6 +183,7 @@ def verify_access_token(access_token: str) -> OAuthToken | None:
     now = db.now()
     keys = KeySet.import_key_set(cast(Any, get_key_store().public_jwks(now)))
     try:
+        validate_jws_header(access_token)
         decoded = jwt.decode(access_token, keys, algorithms=[ACCESS_TOKEN_ALG])
     except (JoseError, ValueError):
         return None

@@ -40,6 +40,7 @@ from idp import replay
 from idp.attributes import SCOPES
 from idp.errors import render_http_error
 from idp.errors import render_server_error
+from idp.inputs import MalformedInputError
 from idp.keys.store import get_key_store
 from idp.models.login import LoginSession
 from idp.oidc import discovery
@@ -87,6 +88,18 @@ def _server_error(error: Exception) -> ResponseReturnValue:
     if request.endpoint in JSON_ENDPOINTS:
         return {"error": "server_error"}, 500, {"Cache-Control": "no-store"}
     return render_server_error()
+
+
+@bp.errorhandler(MalformedInputError)
+def _malformed(error: MalformedInputError) -> ResponseReturnValue:
+    refusal = InvalidRequestError(error.description)
+    if request.endpoint in JSON_ENDPOINTS:  # RFC 6749 §5.2, RFC 6750 §3.1
+        return (
+            {"error": refusal.error, "error_description": refusal.description},
+            400,
+            {"Cache-Control": "no-store"},
+        )
+    return render_oauth_error(refusal)  # no validated redirect_uri: an HTML 400
 
 
 SCOPE_DESCRIPTIONS = {

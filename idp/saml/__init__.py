@@ -1,8 +1,7 @@
 """SAML 2.0 Identity Provider on the shared login: names from the SAML 2.0 specs, verbatim.
 
-The cross-protocol logout uses :func:`idp.saml.storage.list_participants`,
-:func:`idp.saml.responses.build_logout_request` and
-:func:`idp.saml.views.logout_request_url` / :func:`idp.saml.views.send_logout_request`.
+The cross-protocol logout reaches SAML SPs through :func:`idp.saml.logout.front_channel_urls`
+(signed LogoutRequest URLs, from :func:`idp.saml.storage.list_participants`).
 """
 
 from __future__ import annotations

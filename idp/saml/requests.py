@@ -35,7 +35,10 @@ SCHEMAS_DIR: Final = Path(onelogin.saml2.__file__).parent / "schemas"
 PROTOCOL_SCHEMA: Final = "saml-schema-protocol-2.0.xsd"
 METADATA_SCHEMA: Final = "saml-schema-metadata-2.0.xsd"
 
-_schemas = threading.local()  # an XMLSchema keeps an error log: one per thread, never shared
+# An XMLSchema clears and refills its own error log on every validation, so a shared one
+# races: one per thread, never shared.
+# https://github.com/lxml/lxml/blob/lxml-6.1.3/src/lxml/xmlschema.pxi#L128-L135
+_schemas = threading.local()
 
 
 def _schema(name: str) -> etree.XMLSchema:

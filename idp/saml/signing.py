@@ -7,6 +7,7 @@ allowlist (RSA and ECDSA with SHA-256 or better; SHA-1 refused).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Final
 
 import xmlsec
@@ -14,6 +15,7 @@ from lxml import etree
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
 from idp.errors import SamlRequestError
+from idp.keys.store import get_key_store
 from idp.saml import NS_DS
 from idp.saml import NS_SAML
 
@@ -54,11 +56,18 @@ def _ds(name: str) -> str:
     return f"{{{NS_DS}}}{name}"
 
 
+def signing_key(now: datetime) -> tuple[str, str]:
+    """Return ``(private key PEM, certificate PEM)`` of the SAML key active at ``now``."""
+    _, key_pem, cert_pem = get_key_store().saml_signing_key(now)
+    return key_pem, cert_pem
+
+
 def sign(element: etree._Element, key_pem: str, cert_pem: str) -> None:
     """Sign ``element`` in place: enveloped, RSA-SHA256, exclusive C14N, Reference to its ID.
 
     python3-saml places the signature after the first ``saml:Issuer`` of the whole document,
-    so an Assertion is signed before it is put into its Response.
+    so an Assertion is signed before it is put into its Response:
+    https://github.com/SAML-Toolkits/python3-saml/blob/v1.16.0/src/onelogin/saml2/utils.py#L740-L744
     """
     OneLogin_Saml2_Utils.add_sign(
         element,
@@ -97,6 +106,7 @@ def verify_redirect_signature(
     assert sig_alg is not None  # noqa: S101  (checked just above)
     # python3-saml's validate_binary_sign maps an unknown algorithm (ECDSA among them) to
     # RSA-SHA256 without a word; xmlsec is called directly so the SigAlg sent is the one used.
+    # https://github.com/SAML-Toolkits/python3-saml/blob/v1.16.0/src/onelogin/saml2/utils.py#L1035-L1042
     transform = SIGNATURE_ALGORITHMS[sig_alg]
     for certificate in certificates:
         context = xmlsec.SignatureContext()

@@ -62,7 +62,9 @@ def _insert_unless_present(model: type[Base], values: dict[str, Any]) -> None:
     """INSERT a row, doing nothing when a unique constraint says it already exists.
 
     Two first logins at once must not fail each other; a SAVEPOINT would do on PostgreSQL,
-    but pysqlite commits the outer transaction when the outermost SAVEPOINT is released.
+    but pysqlite commits the outer transaction when the outermost SAVEPOINT is released
+    (https://docs.sqlalchemy.org/en/20/dialects/sqlite.html#serializable-isolation-savepoints-transactional-ddl,
+    https://github.com/python/cpython/issues/54949).
     """
     session = db.get_session()
     dialect = session.get_bind().dialect.name

@@ -1,1 +1,1 @@
-"""What the three demo apps share: settings, the server-side session store, the page layout."""
+"""What the demo apps share: settings, session store, page layout; Notes' and Wiki's OIDC pages."""

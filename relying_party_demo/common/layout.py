@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Iterable
 from collections.abc import Mapping
 from datetime import UTC
 from datetime import datetime
@@ -25,7 +24,8 @@ from relying_party_demo.common.store import SessionStore
 
 HERE = Path(__file__).resolve().parent
 TIME_CLAIMS = {"iat", "exp", "auth_time", "nbf", "updated_at"}
-FRAMEABLE_ENDPOINTS = {"sls"}
+# Every app names its blueprint "rp", so the shared templates can say url_for("rp.home").
+FRAMEABLE_ENDPOINTS = {"rp.sls"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 
 
@@ -40,6 +40,7 @@ def make_app(
     )
     app.config.update(settings)
     app.config.update(
+        APP_TITLE=title,
         SESSION_COOKIE_NAME=f"{name}_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -50,26 +51,38 @@ def make_app(
     store = SessionStore()
     app.extensions["demo.sessions"] = store
     app.session_interface = ServerSessionInterface(store)
-    links = app_links(settings, name)
+    look = {
+        "app_name": name,
+        "app_title": title,
+        "tagline": tagline,
+        "app_links": app_links(settings, name),
+    }
+    app.context_processor(lambda: {**look, **signed_in()})
+    app.add_template_filter(show_value)
     # Browsers ask for /favicon.ico wherever no <link rel="icon"> names the icon.
     app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file(f"favicon-{name}.svg"))
-
-    @app.context_processor
-    def layout() -> dict[str, Any]:
-        return {"app_name": name, "app_title": title, "tagline": tagline, "app_links": links}
-
-    @app.after_request
-    def no_store(response: Any) -> Any:
-        # Pages show personal data and carry the logout form's token: keep them out of caches.
-        if request.endpoint not in ("static", "favicon"):
-            response.headers.setdefault("Cache-Control", "no-store")
-        # Front-channel logout loads the IdP-initiated SAML LogoutRequest in an IdP iframe.
-        if request.endpoint not in FRAMEABLE_ENDPOINTS:
-            response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        return response
-
+    app.after_request(security_headers)
+    app.register_error_handler(400, bad_request)
+    app.register_error_handler(404, not_found)
+    app.register_error_handler(500, server_error)
     return app
+
+
+def signed_in() -> dict[str, Any]:
+    """Return what every page may show: the signed-in user and the logout form's token."""
+    return {"user": session.get("user"), "csrf_token": session.get("csrf_token", "")}
+
+
+def security_headers(response: Any) -> Any:
+    """Keep pages out of caches, out of frames and their address out of Referer headers."""
+    # Pages show personal data and carry the logout form's token: keep them out of caches.
+    if request.endpoint not in ("static", "favicon"):
+        response.headers.setdefault("Cache-Control", "no-store")
+    # Front-channel logout loads the IdP-initiated SAML LogoutRequest in an IdP iframe.
+    if request.endpoint not in FRAMEABLE_ENDPOINTS:
+        response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
 
 
 def get_store(app: Flask) -> SessionStore:
@@ -101,6 +114,15 @@ def end_user_session() -> None:
         session.regenerate()
 
 
+def log_out_here() -> dict[str, Any]:
+    """End this app's session from its logout form; return the user it held (or {})."""
+    require_csrf_token()
+    user = dict(session.get("user") or {})
+    end_user_session()
+    session["silent_checked"] = True  # no silent sign-in straight back
+    return user
+
+
 def require_csrf_token() -> None:
     """Abort with 400 unless the form's ``csrf_token`` is this session's."""
     expected = session.get("csrf_token")
@@ -109,8 +131,8 @@ def require_csrf_token() -> None:
         abort(400, "The form has expired; reload the page and try again.")
 
 
-def show_value(name: str, value: Any) -> str:
-    """Return a claim's value as text; times also in UTC."""
+def show_value(value: Any, name: str) -> str:
+    """Return a claim's or attribute's value as text; times also in UTC (``|show_value(name)``)."""
     if name in TIME_CLAIMS and isinstance(value, int | float) and not isinstance(value, bool):
         moment = datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         return f"{value} ({moment})"
@@ -121,46 +143,19 @@ def show_value(name: str, value: Any) -> str:
     return str(value)
 
 
-def section(
-    title: str, values: Mapping[str, Any] | Iterable[tuple[str, Any]], note: str = ""
-) -> dict[str, Any]:
-    """Return one table of the home page."""
-    items = values.items() if isinstance(values, Mapping) else values
-    return {
-        "title": title,
-        "note": note,
-        "rows": [(name, show_value(name, value)) for name, value in items],
-    }
-
-
-def render_home(*, protocol: str, sections: list[dict[str, Any]]) -> ResponseReturnValue:
-    """Render the page that says who is signed in and what the app received."""
-    return render_template(
-        "home.html",
-        user=session.get("user"),
-        protocol=protocol,
-        sections=sections,
-        csrf_token=session.get("csrf_token", ""),
-    )
-
-
 def render_error(status: int, heading: str, message: str) -> ResponseReturnValue:
     """Render an error page with ``status``."""
     return render_template("error.html", heading=heading, message=message), status
 
 
-def install_error_pages(app: Flask) -> None:
-    """Render HTTP errors with the app's layout (never a traceback or a bare page)."""
+def bad_request(error: Any) -> ResponseReturnValue:
+    description = getattr(error, "description", "") or "The request was not understood."
+    return render_error(400, "Bad request", description)
 
-    @app.errorhandler(400)
-    def bad_request(error: Any) -> ResponseReturnValue:
-        description = getattr(error, "description", "") or "The request was not understood."
-        return render_error(400, "Bad request", description)
 
-    @app.errorhandler(404)
-    def not_found(error: Any) -> ResponseReturnValue:
-        return render_error(404, "Not found", "There is no such page here.")
+def not_found(error: Any) -> ResponseReturnValue:
+    return render_error(404, "Not found", "There is no such page here.")
 
-    @app.errorhandler(500)
-    def server_error(error: Any) -> ResponseReturnValue:
-        return render_error(500, "Something went wrong", "The error was logged on the server.")
+
+def server_error(error: Any) -> ResponseReturnValue:
+    return render_error(500, "Something went wrong", "The error was logged on the server.")

@@ -1,33 +1,37 @@
-"""Payroll's python3-saml settings: its own key and certificate, then the IdP's metadata."""
+"""Payroll's python3-saml glue: SP settings, the IdP's metadata, a request as python3-saml sees it.
+
+Web Browser SSO and Single Logout over the HTTP-Redirect and HTTP-POST bindings (SAML Profiles
+§4.1, §4.4); python3-saml checks signatures, audience, times and InResponseTo.
+"""
 
 from __future__ import annotations
 
-import os
+import threading
 from collections.abc import Mapping
-from datetime import UTC
-from datetime import datetime
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from flask import Flask
+from flask import current_app
+from flask import request
+from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.constants import OneLogin_Saml2_Constants
+from onelogin.saml2.errors import OneLogin_Saml2_Error
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
+from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request
+from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
-CERT_LIFETIME = timedelta(days=3650)
-KEY_FILE = "sp.key"
-CERT_FILE = "sp.crt"
+from relying_party_demo.common.layout import get_store
+from relying_party_demo.payroll.keys import load_sp_keys
+
 METADATA_TIMEOUT_SECONDS = 10
-
+MAIL = "urn:oid:0.9.2342.19200300.100.1.3"
+DISPLAY_NAME = "urn:oid:2.16.840.1.113730.3.1.241"
 # The IdP's attribute names (URI NameFormat) and the friendly names it pairs them with.
 FRIENDLY_NAMES = {
-    "urn:oid:0.9.2342.19200300.100.1.3": "mail",
-    "urn:oid:2.16.840.1.113730.3.1.241": "displayName",
+    MAIL: "mail",
+    DISPLAY_NAME: "displayName",
     "urn:oid:2.5.4.42": "givenName",
     "urn:oid:2.5.4.4": "sn",
     "urn:oid:1.3.6.1.4.1.5923.1.5.1.1": "isMemberOf",
@@ -35,38 +39,95 @@ FRIENDLY_NAMES = {
 REQUIRED_ATTRIBUTES = {"mail", "displayName"}
 
 
-def load_sp_keys(folder: Path) -> tuple[str, str]:
-    """Return the SP's (private key, certificate) PEMs, made self-signed on first use."""
-    key_path, cert_path = folder / KEY_FILE, folder / CERT_FILE
-    if key_path.exists() and cert_path.exists():
-        return key_path.read_text(), cert_path.read_text()
-    folder.mkdir(parents=True, exist_ok=True)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Payroll demo SP")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + CERT_LIFETIME)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
-    # Written before the certificate, readable by the owner only: it signs our requests.
-    descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as key_file:
-        key_file.write(key_pem)
-    cert_path.write_text(cert_pem)
-    return key_pem, cert_pem
+def init_app(app: Flask, *, base_url: str, sp_dir: Path, metadata_url: str) -> None:
+    """Give ``app`` its SP settings (making the key pair if missing); the IdP's come later."""
+    key_pem, cert_pem = load_sp_keys(sp_dir)
+    app.extensions["payroll.sp_settings"] = build_sp_settings(base_url, key_pem, cert_pem)
+    app.extensions["payroll.idp_lock"] = threading.Lock()
+    app.config["IDP_SAML_METADATA_URL"] = metadata_url
+
+
+def get_auth() -> OneLogin_Saml2_Auth:
+    """Return python3-saml's Auth for this request.
+
+    Raises:
+        Exception: the IdP's metadata cannot be fetched or read (python3-saml raises many kinds).
+
+    """
+    address = urlsplit(current_app.config["PAYROLL_BASE_URL"])
+    data = {
+        "https": "on" if address.scheme == "https" else "off",
+        # Our base URL, not the Host header: Destination checks then do not trust the client.
+        "http_host": address.netloc,
+        "script_name": request.path,
+        "get_data": request.args.to_dict(),
+        "post_data": request.form.to_dict(),
+        "query_string": request.query_string.decode("latin-1"),
+        # Check Redirect-binding signatures over the query string exactly as the IdP sent it.
+        "validate_signature_from_qs": True,
+    }
+    return OneLogin_Saml2_Auth(data, old_settings=saml_settings())
+
+
+def saml_settings() -> dict[str, Any]:
+    """Return the SP settings with the IdP's, fetched from its metadata at first use."""
+    # At first use, so Payroll starts (and serves its metadata) before the IdP does.
+    app = current_app
+    with app.extensions["payroll.idp_lock"]:
+        idp = app.extensions.get("payroll.idp")
+        if idp is None:
+            idp = load_idp_settings(app.config["IDP_SAML_METADATA_URL"])
+            app.extensions["payroll.idp"] = idp
+    return {**app.extensions["payroll.sp_settings"], "idp": idp}
+
+
+def user_from(auth: OneLogin_Saml2_Auth) -> dict[str, Any]:
+    """Return the user to keep from the Response ``auth`` has accepted."""
+    attributes = {name: list(values) for name, values in auth.get_attributes().items()}
+    friendly = auth.get_friendlyname_attributes()
+    mail = attributes.get(MAIL) or friendly.get("mail") or []
+    display = attributes.get(DISPLAY_NAME) or friendly.get("displayName") or []
+    return {
+        "name_id": auth.get_nameid(),
+        "name_id_format": auth.get_nameid_format(),
+        "name_id_nq": auth.get_nameid_nq(),
+        "name_id_spnq": auth.get_nameid_spnq(),
+        "session_index": auth.get_session_index(),
+        "issuer": auth.get_settings().get_idp_data()["entityId"],
+        "email": mail[0] if mail else auth.get_nameid(),
+        "name": display[0] if display else None,
+        "attributes": attributes,
+    }
+
+
+def end_sessions_named_in(logout_request: str) -> int:
+    """End every local session the IdP's LogoutRequest names (SAML Core §3.7.3.2); say how many."""
+    indexes = set(OneLogin_Saml2_Logout_Request.get_session_indexes(logout_request))
+    name_id = OneLogin_Saml2_Logout_Request.get_nameid(logout_request)
+
+    def named(data: Mapping[str, Any]) -> bool:
+        user = data.get("user")
+        if not isinstance(user, dict) or user.get("name_id") != name_id:
+            return False
+        return not indexes or user.get("session_index") in indexes
+
+    return get_store(current_app).end_where(named)
+
+
+def sp_metadata(sp_settings: Mapping[str, Any]) -> str:
+    """Return the SP metadata python3-saml builds from ``sp_settings``.
+
+    Raises:
+        OneLogin_Saml2_Error: the settings give invalid metadata.
+
+    """
+    saml = OneLogin_Saml2_Settings(dict(sp_settings), sp_validation_only=True)
+    xml = saml.get_sp_metadata()
+    errors = saml.validate_metadata(xml)
+    if errors:
+        raise OneLogin_Saml2_Error(f"invalid SP metadata: {', '.join(errors)}")
+    text: str = xml.decode() if isinstance(xml, bytes) else xml
+    return text
 
 
 def build_sp_settings(base_url: str, key_pem: str, cert_pem: str) -> dict[str, Any]:
@@ -136,25 +197,3 @@ def load_idp_settings(metadata_url: str) -> dict[str, Any]:
     if not isinstance(idp, dict) or not idp.get("singleSignOnService", {}).get("url"):
         raise ValueError(f"{metadata_url} names no IdP SSO location (HTTP-Redirect binding)")
     return idp
-
-
-def request_data(
-    base_url: str,
-    path: str,
-    query_string: str,
-    args: Mapping[str, str],
-    form: Mapping[str, str],
-) -> dict[str, Any]:
-    """Describe the request the way python3-saml wants, from our configured base URL."""
-    address = urlsplit(base_url)
-    return {
-        "https": "on" if address.scheme == "https" else "off",
-        # Our base URL, not the Host header: Destination checks then do not trust the client.
-        "http_host": address.netloc,
-        "script_name": path,
-        "get_data": dict(args),
-        "post_data": dict(form),
-        "query_string": query_string,
-        # Check Redirect-binding signatures over the query string exactly as the IdP sent it.
-        "validate_signature_from_qs": True,
-    }

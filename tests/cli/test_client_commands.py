@@ -19,17 +19,19 @@ from sqlalchemy import select
 from idp import db
 from idp.models.oidc import OAuthClient
 from tests.conftest import TestUser
+from tests.helpers import cli
 from tests.helpers import oidc
+from tests.helpers.cli import assert_one_error_line
 
 REDIRECT = "https://rp.example.com/callback"
 
 
-def run(app: Flask, *args: str, input: str | None = None) -> Result:
-    return app.test_cli_runner().invoke(args=["client", *args], input=input)
+def client_command(app: Flask, *args: str, input: str | None = None) -> Result:
+    return cli.run(app, "client", *args, input=input)
 
 
 def add_json(app: Flask, *args: str, input: str | None = None) -> dict[str, Any]:
-    result = run(app, "add", *args, "--json", input=input)
+    result = client_command(app, "add", *args, "--json", input=input)
     assert result.exit_code == 0, result.output
     body: dict[str, Any] = json.loads(result.stdout)
     return body
@@ -47,20 +49,8 @@ def only_client(app: Flask) -> OAuthClient:
     return row
 
 
-def assert_one_error_line(result: Result) -> None:
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ")
-    assert "Traceback" not in result.output + result.stderr
-
-
 def run_code_flow(http: FlaskClient, client: oidc.Client) -> dict[str, Any]:
-    verifier, challenge = oidc.pkce_pair()
-    code = oidc.get_code(http, client, code_challenge=challenge, code_challenge_method="S256")
-    response = oidc.exchange(http, client, code, code_verifier=verifier)
-    assert response.status_code == 200, response.data
-    body: dict[str, Any] = response.get_json()
+    body = oidc.issue_tokens(http, client)
     oidc.decode(http, body["id_token"], audience=client.client_id)
     return body
 
@@ -83,7 +73,7 @@ def test_add_prints_credentials_and_stores_only_the_hash(app: Flask) -> None:
 
 
 def test_plain_output_shows_the_secret_once(app: Flask) -> None:
-    result = run(app, "add", "Notes", "--redirect-uri", REDIRECT)
+    result = client_command(app, "add", "Notes", "--redirect-uri", REDIRECT)
     assert result.exit_code == 0, result.output
     row = only_client(app)
     assert f"client_id: {row.client_id}" in result.stdout
@@ -189,7 +179,7 @@ def test_private_key_jwt_needs_public_keys(app: Flask, tmp_path: Path, problem: 
         args += ["--jwks", str(path)]
     elif problem == "missing-file":
         args += ["--jwks", str(tmp_path / "absent.json")]
-    result = run(app, *args)
+    result = client_command(app, *args)
     assert_one_error_line(result)
     assert clients(app) == []
 
@@ -225,7 +215,7 @@ def test_chosen_client_id(app: Flask) -> None:
 def test_duplicate_client_id_is_refused(app: Flask) -> None:
     add_json(app, "Notes", "--redirect-uri", REDIRECT, "--client-id", "notes")
     before = only_client(app)
-    result = run(app, "add", "Other", "--redirect-uri", REDIRECT, "--client-id", "notes")
+    result = client_command(app, "add", "Other", "--redirect-uri", REDIRECT, "--client-id", "notes")
     assert_one_error_line(result)
     after = only_client(app)
     assert (after.id, after.client_name, after.client_secret_hash) == (
@@ -247,7 +237,9 @@ def test_secret_from_stdin(app: Flask, http: FlaskClient, logged_in: TestUser) -
 
 @pytest.mark.parametrize("given", ["short-secret\n", "\n", ""], ids=["short", "empty", "eof"])
 def test_unusable_secret_from_stdin_is_refused(app: Flask, given: str) -> None:
-    result = run(app, "add", "Notes", "--redirect-uri", REDIRECT, "--secret-stdin", input=given)
+    result = client_command(
+        app, "add", "Notes", "--redirect-uri", REDIRECT, "--secret-stdin", input=given
+    )
     assert_one_error_line(result)
     assert given.strip() not in result.stderr or not given.strip()
     assert clients(app) == []
@@ -265,14 +257,14 @@ def test_unusable_secret_from_stdin_is_refused(app: Flask, given: str) -> None:
     ],
 )
 def test_bad_redirect_uri_is_refused(app: Flask, uri: str) -> None:
-    result = run(app, "add", "Notes", "--redirect-uri", REDIRECT, "--redirect-uri", uri)
+    result = client_command(app, "add", "Notes", "--redirect-uri", REDIRECT, "--redirect-uri", uri)
     assert_one_error_line(result)
     assert clients(app) == []
 
 
 @pytest.mark.parametrize("option", ["--post-logout-redirect-uri", "--backchannel-logout-uri"])
 def test_bad_logout_uri_is_refused(app: Flask, option: str) -> None:
-    result = run(
+    result = client_command(
         app, "add", "Notes", "--redirect-uri", REDIRECT, option, "http://rp.example.com/out"
     )
     assert_one_error_line(result)
@@ -297,7 +289,7 @@ def test_bad_logout_uri_is_refused(app: Flask, option: str) -> None:
     ids=["no-redirect-uri", "public-with-method", "method-none"],
 )
 def test_usage_errors_exit_2(app: Flask, args: list[str]) -> None:
-    result = run(app, *args)
+    result = client_command(app, *args)
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
     assert clients(app) == []
@@ -306,7 +298,7 @@ def test_usage_errors_exit_2(app: Flask, args: list[str]) -> None:
 def test_list_json(app: Flask) -> None:
     first = add_json(app, "Notes", "--redirect-uri", REDIRECT, "--trusted")
     second = add_json(app, "Wiki", "--redirect-uri", "https://wiki.example.com/cb", "--public")
-    result = run(app, "list", "--json")
+    result = client_command(app, "list", "--json")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert [row["client_id"] for row in rows] == [first["client_id"], second["client_id"]]
@@ -317,10 +309,10 @@ def test_list_json(app: Flask) -> None:
 
 
 def test_list_plain_and_empty(app: Flask) -> None:
-    result = run(app, "list", "--json")
+    result = client_command(app, "list", "--json")
     assert result.exit_code == 0
     assert json.loads(result.stdout) == []
     add_json(app, "Notes", "--redirect-uri", REDIRECT, "--client-id", "notes")
-    plain = run(app, "list")
+    plain = client_command(app, "list")
     assert plain.exit_code == 0
     assert "notes" in plain.stdout and "Notes" in plain.stdout

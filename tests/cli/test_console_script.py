@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,15 +19,14 @@ IDP = Path(sys.executable).parent / "idp"
 COMMAND_TIMEOUT = 60
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    """Environment of the console script: only our IDP_* settings, pointing into tmp_path."""
+def environment(folder: Path) -> dict[str, str]:
+    """Environment of the console script: only our IDP_* settings, pointing into ``folder``."""
     clean = {key: value for key, value in os.environ.items() if not key.startswith("IDP_")}
     return {
         **clean,
-        "IDP_DATABASE_URL": f"sqlite:///{tmp_path / 'idp.sqlite3'}",
-        "IDP_KEYS_DIR": str(tmp_path / "keys"),
-        "IDP_INSTANCE_DIR": str(tmp_path / "instance"),
+        "IDP_DATABASE_URL": f"sqlite:///{folder / 'idp.sqlite3'}",
+        "IDP_KEYS_DIR": str(folder / "keys"),
+        "IDP_INSTANCE_DIR": str(folder / "instance"),
         "IDP_SECRET_KEY": "console-test-secret-key",
         "IDP_ISSUER": "http://127.0.0.1:5000",
         # Cheap Argon2: the demo seeding hashes three passwords.
@@ -52,9 +52,23 @@ def idp(
 
 
 @pytest.fixture
-def initialised(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    result = idp("init", "--demo", env=env, cwd=tmp_path)
+def env(tmp_path: Path) -> dict[str, str]:
+    return environment(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def initialised_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What ``idp init --demo`` writes, once per module (the CLI's start-up costs seconds)."""
+    folder = tmp_path_factory.mktemp("initialised")
+    result = idp("init", "--demo", env=environment(folder), cwd=folder)
     assert result.returncode == 0, result.stderr
+    return folder
+
+
+@pytest.fixture
+def initialised(initialised_template: Path, env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """The environment of an install on which ``idp init --demo`` ran (a copy of the template)."""
+    shutil.copytree(initialised_template, tmp_path, dirs_exist_ok=True)
     return env
 
 

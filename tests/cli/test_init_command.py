@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from click.testing import Result
 from flask import Flask
 from sqlalchemy import inspect
 from sqlalchemy import select
@@ -22,6 +21,7 @@ from idp.models import User
 from tests.conftest import FAST_HASH
 from tests.conftest import create_postgres_database
 from tests.conftest import drop_postgres_database
+from tests.helpers.cli import run
 
 
 def alembic_head() -> str:
@@ -69,10 +69,6 @@ def fresh_app(fresh_database_url: str, empty_keys_dir: Path, tmp_path: Path) -> 
     app = create_app(settings)
     yield app
     db.get_database(app).engine.dispose()
-
-
-def run(app: Flask, *args: str) -> Result:
-    return app.test_cli_runner().invoke(args=list(args))
 
 
 def table_names(app: Flask) -> set[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from click.testing import Result
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func
@@ -16,15 +15,13 @@ from idp.models import AuditEvent
 from idp.models import LoginSession
 from tests.conftest import AuthActions
 from tests.conftest import make_user
+from tests.helpers.cli import assert_one_error_line
+from tests.helpers.cli import run
 
 if TYPE_CHECKING:
     from tests.conftest import TestUser
 
 FIELDS = {"id", "user", "created", "last_seen", "expires", "ip", "user_agent", "participants"}
-
-
-def run(app: Flask, *args: str) -> Result:
-    return app.test_cli_runner().invoke(args=list(args))
 
 
 def logins(app: Flask) -> list[LoginSession]:
@@ -41,15 +38,6 @@ def log_in_new_browser(app: Flask, email: str, password: str) -> FlaskClient:
     browser = app.test_client()
     assert AuthActions(browser).login(email, password).status_code == 302
     return browser
-
-
-def assert_one_error_line(result: Result) -> None:
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error:")
-    assert "Traceback" not in result.output
-    assert isinstance(result.exception, SystemExit)
 
 
 def test_list_json_matches_the_login_session(app: Flask, logged_in: TestUser) -> None:

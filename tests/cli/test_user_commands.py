@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from click.testing import Result
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func
@@ -15,15 +14,13 @@ from idp import db
 from idp.models import User
 from tests.conftest import AuthActions
 from tests.conftest import make_user
+from tests.helpers.cli import assert_one_error_line
+from tests.helpers.cli import run
 
 if TYPE_CHECKING:
     from tests.conftest import TestUser
 
 PASSWORD = "a long enough test password"
-
-
-def run(app: Flask, *args: str, input: str | None = None) -> Result:
-    return app.test_cli_runner().invoke(args=list(args), input=input)
 
 
 def user_count(app: Flask) -> int:
@@ -34,15 +31,6 @@ def user_count(app: Flask) -> int:
 def get_user(app: Flask, email: str) -> User | None:
     with app.app_context():
         return db.get_session().scalar(select(User).where(User.email == email))
-
-
-def assert_one_error_line(result: Result) -> None:
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error:")
-    assert "Traceback" not in result.output
-    assert isinstance(result.exception, SystemExit)  # not an uncaught exception
 
 
 def test_add_with_password_then_log_in(app: Flask, auth: AuthActions) -> None:

@@ -29,6 +29,7 @@ from tests.e2e.conftest import IDP
 from tests.e2e.conftest import LiveIdp
 from tests.e2e.conftest import free_port
 from tests.e2e.conftest import wait_until_up
+from tests.helpers.receiver import POLL_INTERVAL
 
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 ALICE = ("alice@example.com", "Alice Liddell", "alice-test-password")
@@ -53,7 +54,7 @@ def serving() -> Iterator[tuple[str, Dispatcher]]:
     """Serve a :class:`Dispatcher` on a free loopback port in a thread."""
     dispatcher = Dispatcher()
     server = make_server("127.0.0.1", 0, dispatcher, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(POLL_INTERVAL,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}", dispatcher
@@ -92,6 +93,13 @@ def running_idp(folder: Path) -> Iterator[LiveIdp]:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep each module on one xdist worker (``--dist loadgroup``): it starts one IdP and apps."""
+    for item in items:
+        if item.path.parent == Path(__file__).parent:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
 
 
 @dataclass

@@ -236,6 +236,7 @@ def test_saml_after_oidc_asks_no_password_and_shares_the_session(
     sid, entity_id = record_of(app, session.get_session_index())
     assert entity_id == saml.SP_ENTITY_ID
     assert sid == tokens["claims"]["sid"]
+    assert saml.audit_events(app, "assertion_issued")[-1].sid == sid
     (row,) = session_list(app)
     assert row["id"] == sid and row["user"] == user.email
     assert [(item["protocol"], item["rp"]) for item in row["participants"]] == [

@@ -114,16 +114,14 @@ def decode(
     return claims
 
 
-def issue_tokens(http: FlaskClient, client: Client, scope: str) -> dict[str, Any]:
+def issue_tokens(
+    http: FlaskClient, client: Client, scope: str = "openid profile email", **params: str
+) -> dict[str, Any]:
     """Run the code flow (PKCE, fresh nonce) for the logged-in browser; return the tokens."""
     verifier, challenge = pkce_pair()
+    params.setdefault("nonce", secrets.token_urlsafe(8))  # nonces are single-use per client
     code = get_code(
-        http,
-        client,
-        scope=scope,
-        nonce=secrets.token_urlsafe(8),
-        code_challenge=challenge,
-        code_challenge_method="S256",
+        http, client, scope=scope, code_challenge=challenge, code_challenge_method="S256", **params
     )
     response = exchange(http, client, code, code_verifier=verifier)
     assert response.status_code == 200, response.data

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -114,6 +113,10 @@ def _handler(state: Receiver) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+# How often serve_forever checks for shutdown(): its default, 0.5 s, was a wait in every test.
+POLL_INTERVAL = 0.01
+
+
 class _QuietServer(ThreadingHTTPServer):
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # the IdP hung up on a slow answer: that is the point of the test
@@ -126,7 +129,9 @@ def running_receiver(**options: object) -> Iterator[Receiver]:
     server = _QuietServer(("127.0.0.1", 0), _handler(state))
     server.daemon_threads = True
     state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, name="logout-receiver", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, args=(POLL_INTERVAL,), name="logout-receiver", daemon=True
+    )
     thread.start()
     try:
         yield state
@@ -142,15 +147,8 @@ BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 def sign_in_to(http: FlaskClient, client: oidc.Client, **params: str) -> dict[str, Any]:
     """Run the code flow (with ``offline_access``) in a logged-in browser; return the tokens."""
-    verifier, challenge = oidc.pkce_pair()
     params.setdefault("scope", "openid profile email offline_access")
-    params.setdefault("nonce", secrets.token_urlsafe(12))  # nonces are single-use per client
-    code = oidc.get_code(
-        http, client, code_challenge=challenge, code_challenge_method="S256", **params
-    )
-    response = oidc.exchange(http, client, code, code_verifier=verifier)
-    assert response.status_code == 200, response.data
-    tokens: dict[str, Any] = response.get_json()
+    tokens = oidc.issue_tokens(http, client, **params)
     assert "refresh_token" in tokens
     # Time claims follow the test clock, which tests move: PyJWT checks them on the wall clock.
     tokens["claims"] = oidc.decode(

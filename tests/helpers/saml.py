@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import functools
+import html
 import secrets
 import zlib
 from dataclasses import dataclass
@@ -126,6 +127,7 @@ def sp_settings(
     }
     merged: dict[str, Any] = OneLogin_Saml2_IdPMetadataParser.merge_settings(settings, idp)
     # The parser copies WantAuthnRequestsSigned over the SP's choice: the SP decides here.
+    # https://github.com/SAML-Toolkits/python3-saml/blob/v1.16.0/src/onelogin/saml2/idp_metadata_parser.py#L206-L208
     merged["security"].update(defaults | security)
     merged["sp"]["NameIDFormat"] = name_id_format
     return merged
@@ -140,7 +142,7 @@ def sp_metadata(settings: dict[str, Any]) -> bytes:
 
 def register(app: Flask, settings: dict[str, Any], **options: Any) -> str:
     """Register the SP of ``settings`` from its own metadata; return its entity ID."""
-    from idp.saml.commands import register_sp_metadata
+    from idp.saml.registration import register_sp_metadata
 
     with app.app_context():
         return register_sp_metadata(sp_metadata(settings), **options)
@@ -253,6 +255,25 @@ def logout_url(settings: dict[str, Any], session: Any, **options: Any) -> tuple[
     parts = urlsplit(url)
     assert f"{parts.scheme}://{parts.netloc}{parts.path}" == IDP_SLO_URL
     return f"{parts.path}?{parts.query}", auth.get_last_request_id()
+
+
+def send_logout_request(record: Any) -> Any:
+    """Send the browser to the SP of ``record`` with a signed LogoutRequest (Redirect or POST).
+
+    The IdP's own logout reaches SAML SPs by front-channel Redirect URLs only; this drives its
+    POST delivery too. None when the SP registered no SingleLogoutService.
+    """
+    from idp import db
+    from idp.saml import LOGOUT_REASON_USER
+    from idp.saml import logout
+    from idp.saml import responses
+    from idp.saml import views
+
+    endpoint = responses.logout_destination(record.sp)
+    if endpoint is None:
+        return None
+    message = logout.build_request_to(record, endpoint, LOGOUT_REASON_USER, db.now())
+    return views.deliver(endpoint, "SAMLRequest", message, None)
 
 
 def sso(http: FlaskClient, settings: dict[str, Any], **options: Any) -> tuple[Any, str]:
@@ -409,3 +430,17 @@ def value(element: etree._Element, path: str) -> str:
     assert found, path
     item = found[0]
     return str(item if isinstance(item, str) else item.text)
+
+
+def assert_refused(app: Flask, response: Any, before: dict[str, int], message: str) -> str:
+    """An HTML 400 at the IdP naming the problem, no Response to any ACS, nothing stored.
+
+    Returns the page's text for further checks.
+    """
+    assert response.status_code == 400, response.data[:300]
+    assert response.mimetype == "text/html"
+    page = html.unescape(response.data.decode())
+    assert message in page, page
+    assert 'name="SAMLResponse"' not in page
+    assert counts(app) == before
+    return page

@@ -9,23 +9,15 @@ from urllib.parse import urlsplit
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func
-from sqlalchemy import select
 
-from idp import db
 from idp.models.oidc import AuthorizationCode
 from idp.models.oidc import OAuthToken
 from tests.conftest import AuthActions
 from tests.conftest import TestUser
 from tests.helpers import oidc
+from tests.helpers.rows import count
 
 ISSUER = "http://idp.test"
-
-
-def count(app: Flask, model: Any) -> int:
-    with app.app_context():
-        total: int = db.get_session().scalar(select(func.count()).select_from(model)) or 0
-        return total
 
 
 def assert_html_error(response: Any, error: str) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func
 from sqlalchemy import select
 
 from idp import db
@@ -18,14 +17,9 @@ from idp.models.oidc import Consent
 from tests.conftest import TestUser
 from tests.helpers import oidc
 from tests.helpers.forms import csrf_token
+from tests.helpers.rows import count
 
 ISSUER = "http://idp.test"
-
-
-def count(app: Flask, model: Any) -> int:
-    with app.app_context():
-        total: int = db.get_session().scalar(select(func.count()).select_from(model)) or 0
-        return total
 
 
 def consents(app: Flask) -> list[tuple[int, str, list[str]]]:

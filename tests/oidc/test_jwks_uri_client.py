@@ -17,6 +17,7 @@ from sqlalchemy import select
 from tests.conftest import Clock
 from tests.helpers import oidc
 from tests.helpers import receiver as rx
+from tests.helpers.receiver import POLL_INTERVAL
 from tests.helpers.receiver import wait_for
 from tests.oidc.test_client_auth import CC
 from tests.oidc.test_client_auth import KeyPair
@@ -47,7 +48,9 @@ class JwksServer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        serve = threading.Thread(target=self.server.serve_forever, args=(POLL_INTERVAL,))
+        serve.daemon = True
+        serve.start()
 
 
 @pytest.fixture

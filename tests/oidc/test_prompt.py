@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func
 from sqlalchemy import select
 
 from idp import db
@@ -21,17 +20,12 @@ from tests.conftest import Clock
 from tests.conftest import TestUser
 from tests.helpers import oidc
 from tests.helpers.forms import csrf_token
+from tests.helpers.rows import count
 
 ISSUER = "http://idp.test"
 HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 # The clock moves ahead of real time in these tests; PyJWT must accept that iat.
 LEEWAY = 3600
-
-
-def count(app: Flask, model: Any) -> int:
-    with app.app_context():
-        total: int = db.get_session().scalar(select(func.count()).select_from(model)) or 0
-        return total
 
 
 def assert_redirected_error(response: Any, error: str) -> dict[str, str]:

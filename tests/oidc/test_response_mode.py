@@ -8,14 +8,12 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func
-from sqlalchemy import select
 
-from idp import db
 from idp.models.oidc import AuthorizationCode
 from tests.conftest import TestUser
 from tests.helpers import oidc
 from tests.helpers.forms import csrf_token
+from tests.helpers.rows import count
 
 ISSUER = "http://idp.test"
 TRICKY_STATE = """a b&c=d"e'f<g>h%20i+j\u00e9"""
@@ -56,12 +54,6 @@ def parse_form(response: Any) -> tuple[str, dict[str, str], FormParser]:
     names = [name for name, _ in form["fields"]]
     assert len(names) == len(set(names)), names
     return form["action"], dict(form["fields"]), parser
-
-
-def count(app: Flask, model: Any) -> int:
-    with app.app_context():
-        total: int = db.get_session().scalar(select(func.count()).select_from(model)) or 0
-        return total
 
 
 def test_form_post_posts_code_state_and_iss_to_the_redirect_uri(

@@ -24,23 +24,6 @@ from tests.conftest import TestUser
 from tests.helpers import oidc
 
 
-def issue(http: FlaskClient, client: oidc.Client, scope: str) -> dict[str, Any]:
-    """Run the code flow for the logged-in browser and return the token response."""
-    verifier, challenge = oidc.pkce_pair()
-    code = oidc.get_code(
-        http,
-        client,
-        scope=scope,
-        nonce=secrets.token_urlsafe(8),
-        code_challenge=challenge,
-        code_challenge_method="S256",
-    )
-    response = oidc.exchange(http, client, code, code_verifier=verifier)
-    assert response.status_code == 200, response.data
-    body: dict[str, Any] = response.get_json()
-    return body
-
-
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -83,7 +66,7 @@ def client(app: Flask) -> oidc.Client:
 
 @pytest.fixture
 def tokens(http: FlaskClient, logged_in: TestUser, client: oidc.Client) -> dict[str, Any]:
-    return issue(http, client, "openid profile email groups")
+    return oidc.issue_tokens(http, client, "openid profile email groups")
 
 
 def test_get_with_bearer_header(
@@ -223,7 +206,7 @@ def test_garbage_tokens_are_invalid_token(
 def test_token_without_openid_scope_is_insufficient_scope(
     app: Flask, http: FlaskClient, logged_in: TestUser, client: oidc.Client
 ) -> None:
-    tokens = issue(http, client, "profile email")
+    tokens = oidc.issue_tokens(http, client, "profile email")
     assert "openid" not in tokens["scope"].split()
     before = token_rows(app)
     response = http.get("/userinfo", headers=bearer(tokens["access_token"]))
@@ -289,7 +272,7 @@ def test_claims_follow_the_scopes(
     expected: set[str],
 ) -> None:
     add_to_group(app, logged_in.email, "staff", "admins")
-    tokens = issue(http, client, scope)
+    tokens = oidc.issue_tokens(http, client, scope)
     response = http.get("/userinfo", headers=bearer(tokens["access_token"]))
     assert response.status_code == 200, response.data
     claims = response.get_json()
@@ -323,7 +306,7 @@ def test_sub_is_pairwise_for_a_pairwise_client(
     )
     subs = []
     for client in (public, pairwise):
-        tokens = issue(http, client, "openid")
+        tokens = oidc.issue_tokens(http, client, "openid")
         response = http.get("/userinfo", headers=bearer(tokens["access_token"]))
         id_token = oidc.decode(http, tokens["id_token"], audience=client.client_id)
         assert response.get_json()["sub"] == id_token["sub"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from typing import Any
 from urllib.parse import quote
 from urllib.parse import urlsplit
@@ -50,13 +49,6 @@ def test_without_a_login_the_user_logs_in_first(
     assert saml.process_response(sp, form, None).get_errors() == []
 
 
-def assert_refused(app: Flask, response: Any, before: dict[str, int], message: str) -> None:
-    assert response.status_code == 400
-    page = html.unescape(response.data.decode())
-    assert message in page and 'name="SAMLResponse"' not in page
-    assert saml.counts(app) == before
-
-
 def test_a_relay_state_not_in_the_allowlist_is_refused(
     app: Flask, http: FlaskClient, logged_in: TestUser
 ) -> None:
@@ -64,9 +56,9 @@ def test_a_relay_state_not_in_the_allowlist_is_refused(
     saml.register(app, settings, relay_states=["/dashboard"])
     before = saml.counts(app)
     response = http.get(init_url(saml.SP_ENTITY_ID, "https://evil.example.com/"))
-    assert_refused(app, response, before, "RelayState is not allowed")
+    saml.assert_refused(app, response, before, "RelayState is not allowed")
     response = http.get(init_url(saml.SP_ENTITY_ID, "/" + "x" * 90))
-    assert_refused(app, response, before, "longer than 80 bytes")
+    saml.assert_refused(app, response, before, "longer than 80 bytes")
 
 
 def test_an_unknown_sp_is_refused(
@@ -74,7 +66,7 @@ def test_an_unknown_sp_is_refused(
 ) -> None:
     before = saml.counts(app)
     response = http.get(init_url("https://unknown.example.com/metadata"))
-    assert_refused(app, response, before, "not registered")
-    assert_refused(app, http.get("/saml/sso/init"), before, "not registered")
+    saml.assert_refused(app, response, before, "not registered")
+    saml.assert_refused(app, http.get("/saml/sso/init"), before, "not registered")
     # A NUL byte cannot reach PostgreSQL (it would be a 500, not a refusal).
-    assert_refused(app, http.get("/saml/sso/init?sp=%00"), before, "not registered")
+    saml.assert_refused(app, http.get("/saml/sso/init?sp=%00"), before, "control characters")

@@ -106,7 +106,7 @@ MELLON_METADATA = """<EntityDescriptor entityID="{entity_id}"
 @pytest.fixture
 def mellon(app: Flask, http: FlaskClient) -> dict[str, Any]:
     """python3-saml settings standing in for mod_auth_mellon, registered from mellon metadata."""
-    from idp.saml.commands import register_sp_metadata
+    from idp.saml.registration import register_sp_metadata
 
     _, cert_pem = saml.sp_key_pair("mellon")
     body = "".join(line for line in cert_pem.splitlines() if "CERTIFICATE" not in line)

@@ -58,7 +58,7 @@ def make_pysaml2_client(app: Flask, http: FlaskClient, tmp_path: Path, **sp_opti
         }
     )
     saml_metadata = str(entity_descriptor(config)).encode()
-    from idp.saml.commands import register_sp_metadata
+    from idp.saml.registration import register_sp_metadata
 
     with app.app_context():
         assert register_sp_metadata(saml_metadata) == ENTITY_ID

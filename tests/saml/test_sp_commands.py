@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import Result
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -19,20 +18,10 @@ from idp import db
 from idp.models import ServiceProvider
 from tests.conftest import TestUser
 from tests.helpers import saml
+from tests.helpers.cli import assert_one_error_line
+from tests.helpers.cli import run
 
 REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
-
-
-def run(app: Flask, *args: str) -> Result:
-    return app.test_cli_runner().invoke(args=list(args))
-
-
-def assert_one_error_line(result: Result, message: str) -> None:
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error:"), result.stderr
-    assert message in lines[0]
-    assert "Traceback" not in result.output
 
 
 def write(tmp_path: Path, data: bytes, name: str = "sp.xml") -> str:

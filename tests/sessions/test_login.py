@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func
 from sqlalchemy import select
 
 from idp import db
@@ -15,11 +14,7 @@ from tests.conftest import AuthActions
 from tests.conftest import TestUser
 from tests.conftest import make_user
 from tests.helpers.forms import csrf_token
-
-
-def count(app: Flask, model: type) -> int:
-    with app.app_context():
-        return db.get_session().scalar(select(func.count()).select_from(model)) or 0
+from tests.helpers.rows import count
 
 
 def audit_events(app: Flask) -> list[str]:
