@@ -15,6 +15,7 @@ from tests.cli.test_console_script import env  # noqa: F401 (fixture)
 from tests.cli.test_console_script import free_port
 from tests.cli.test_console_script import http_get
 from tests.cli.test_console_script import initialised  # noqa: F401 (fixture)
+from tests.cli.test_console_script import initialised_template  # noqa: F401 (fixture)
 from tests.helpers.forms import csrf_token
 
 
