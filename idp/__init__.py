@@ -10,7 +10,7 @@ from flask import Flask
 from flask import Response
 
 from idp import db
-from idp.settings import Settings
+from idp.cli_support import IdpGroup
 from idp.settings import load_secret_key
 from idp.settings import load_settings
 
@@ -36,7 +36,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(settings.extra)
     app.extensions["idp.settings"] = settings
 
-    from idp import cli
+    from idp import commands
     from idp import csrf
     from idp import errors
     from idp import inputs
@@ -72,24 +72,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # Browsers ask for /favicon.ico wherever no <link rel="icon"> names the icon (JSON, images).
     app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.svg"))
     app.after_request(_security_headers)
-    cli.init_app(app)
-    for group in (
-        user_commands.cli,
-        session_commands.cli,
-        key_commands.cli,
-        client_commands.cli,
-        sp_commands.cli,
+    app.cli = IdpGroup(app.name)
+    for package in (
+        commands,
+        user_commands,
+        session_commands,
+        key_commands,
+        client_commands,
+        sp_commands,
     ):
-        app.cli.add_command(group)
+        package.register(app.cli)
     return app
-
-
-def get_settings(app: Flask | None = None) -> Settings:
-    """Return the settings of ``app`` (default: the current app)."""
-    from flask import current_app
-
-    settings: Settings = (app or current_app).extensions["idp.settings"]
-    return settings
 
 
 def _security_headers(response: Response) -> Response:

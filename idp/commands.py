@@ -12,10 +12,10 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from idp import db
-from idp import get_settings
 from idp.keys.store import get_key_store
 from idp.logs import ACCESS_LOG_FORMAT
 from idp.logs import configure_logging
+from idp.settings import get_settings
 
 
 @click.command("init")
@@ -65,6 +65,7 @@ class _Gunicorn:
                 for key, value in options.items():
                     self.cfg.set(key, value)
                 # gunicorn 25+ opens a control socket under $HOME by default: nothing uses it.
+                # https://github.com/benoitc/gunicorn/blob/27.0.1/gunicorn/config.py#L3368-L3376
                 if "control_socket_disable" in self.cfg.settings:
                     self.cfg.set("control_socket_disable", True)
 
@@ -114,3 +115,9 @@ def serve_command(host: str, port: int, workers: int | None) -> None:
     # Serve from a fresh context: the CLI's app context (and its `g`) must not be shared by
     # every request, or one browser would inherit another's login.
     contextvars.Context().run(_Gunicorn(app, options).run)
+
+
+def register(parent: click.Group) -> None:
+    """Mount ``idp init`` and ``idp serve`` on the command line (``create_app`` calls this)."""
+    parent.add_command(init_command)
+    parent.add_command(serve_command)

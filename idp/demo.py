@@ -8,8 +8,6 @@ from xml.sax.saxutils import quoteattr
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from flask import current_app
-from sqlalchemy import select
 
 from idp import db
 from idp.keys.store import build_certificate
@@ -18,7 +16,10 @@ from idp.oidc import storage as oidc_storage
 from idp.oidc.clients import ClientSpec
 from idp.oidc.clients import register_client
 from idp.oidc.clients import validate_redirect_uri
+from idp.saml.registration import register_sp_metadata
+from idp.settings import get_settings
 from idp.users import service
+from idp.users import storage as users_storage
 
 DEMO_USERS = (
     ("alice@example.com", "Alice Liddell", "alice-demo-password", False, ("staff", "finance")),
@@ -83,11 +84,10 @@ def demo_clients() -> list[ClientSpec]:
 
 
 def _group(name: str) -> Group:
-    session = db.get_session()
-    group = session.scalar(select(Group).where(Group.name == name))
+    group = users_storage.get_group(name)
     if group is None:
         group = Group(name=name)
-        session.add(group)
+        users_storage.add_group(group)
     return group
 
 
@@ -134,7 +134,7 @@ def _seed_client(spec: ClientSpec) -> list[str]:
 
 def payroll_sp_dir() -> Path:
     """Return where the Payroll demo SP keeps its key pair (PAYROLL_SP_DIR, as Payroll reads)."""
-    settings = current_app.extensions["idp.settings"]
+    settings = get_settings()
     folder = os.environ.get("PAYROLL_SP_DIR") or Path(settings.instance_dir) / "payroll"
     return Path(folder)
 
@@ -162,8 +162,6 @@ def load_payroll_certificate(folder: Path) -> str:
 
 
 def _seed_payroll() -> str:
-    from idp.saml import commands as saml_commands
-
     base = demo_base_url("payroll")
     certificate = load_payroll_certificate(payroll_sp_dir())
     body = "".join(line for line in certificate.splitlines() if "-----" not in line)
@@ -173,5 +171,5 @@ def _seed_payroll() -> str:
         slo_url=quoteattr(f"{base}/saml/sls"),
         acs_url=quoteattr(f"{base}/saml/acs"),
     )
-    entity_id = saml_commands.register_sp_metadata(metadata.encode(), replace=True, name="Payroll")
+    entity_id = register_sp_metadata(metadata.encode(), replace=True, name="Payroll")
     return f"Demo SAML SP {entity_id} (Payroll)"

@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint
-from flask import current_app
 from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 
 from idp import db
-from idp.settings import Settings
+from idp.settings import get_settings
 
 bp = Blueprint("ops", __name__)
 logger = logging.getLogger(__name__)
@@ -50,7 +49,7 @@ def _check_redis(url: str) -> str:
 
 @bp.route("/readyz")
 def readyz() -> ResponseReturnValue:
-    settings: Settings = current_app.extensions["idp.settings"]
+    settings = get_settings()
     checks = {"database": _check_database()}
     if settings.redis_url:
         checks["redis"] = _check_redis(settings.redis_url)

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from flask import Flask
+from flask import current_app
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -211,6 +213,12 @@ def load_settings(
     coerced = {name: _coerce(name, value) for name, value in values.items()}
     settings = Settings(**coerced, extra=extra)
     _validate(settings)
+    return settings
+
+
+def get_settings(app: Flask | None = None) -> Settings:
+    """Return the settings of ``app`` (default: the current app), as ``create_app`` stored them."""
+    settings: Settings = (app or current_app).extensions["idp.settings"]
     return settings
 
 

@@ -11,8 +11,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from idp import get_settings
 from idp.logs import configure_logging
+from idp.settings import get_settings
 from tests.conftest import AuthActions
 from tests.conftest import TestUser
 from tests.helpers import oidc

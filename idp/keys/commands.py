@@ -9,8 +9,8 @@ import click
 
 from idp import audit
 from idp import db
-from idp.cli import IdpGroup
-from idp.cli import echo_json
+from idp.cli_support import IdpGroup
+from idp.cli_support import echo_json
 from idp.keys.store import KeyInfo
 from idp.keys.store import get_key_store
 
@@ -81,3 +81,8 @@ def rotate(immediate: bool, as_json: bool) -> None:
         return
     for info in created:
         click.echo(f"New {info.kind} key {info.kid}: {_when(info.activates_at, now)}.")
+
+
+def register(parent: click.Group) -> None:
+    """Mount ``idp key`` on the command line (``create_app`` calls this)."""
+    parent.add_command(cli)

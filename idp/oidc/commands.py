@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from idp.cli import IdpGroup
-from idp.cli import echo_json
-from idp.cli import read_stdin_line
+from idp.cli_support import IdpGroup
+from idp.cli_support import echo_json
+from idp.cli_support import read_stdin_line
 from idp.errors import InvalidInputError
 from idp.oidc import storage
 from idp.oidc.clients import AUTH_METHODS
@@ -138,3 +138,8 @@ def list_(as_json: bool) -> None:
         roles = [role for role in ("trusted", "resource_server") if row[role]]
         line = f"{row['client_id']}\t{row['name']}\t{row['auth_method']}"
         click.echo(f"{line}\t{','.join(roles)}" if roles else line)
+
+
+def register(parent: click.Group) -> None:
+    """Mount ``idp client`` on the command line (``create_app`` calls this)."""
+    parent.add_command(cli)

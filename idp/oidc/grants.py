@@ -18,7 +18,6 @@ from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import grants as oidc_grants
-from flask import current_app
 from markupsafe import escape
 
 from idp import audit
@@ -35,6 +34,7 @@ from idp.oidc.claims import parse_claims_request
 from idp.oidc.claims import within_scope
 from idp.oidc.clients import AUTH_METHODS
 from idp.sessions.service import is_login_active
+from idp.settings import get_settings
 
 AUTHORIZATION_CODE_TTL = timedelta(seconds=60)
 # A confidential client that lost the response to a refresh may retry with the same token
@@ -135,6 +135,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         if requested:
             # Authlib quotes the URI in the description, which must be printable ASCII
             # without '"' or '\\' (RFC 6749 §5.2): a hostile URI would be a 500.
+            # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc6749/grants/base.py#L118-L124
             if not client.check_redirect_uri(requested):
                 raise InvalidRequestError("The 'redirect_uri' is not registered for this client.")
             return requested
@@ -168,10 +169,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         if mode != "form_post":
             return status, body, headers
         # Authlib appended code (and state) to the redirect_uri's own query: take them back.
+        # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc6749/grants/authorization_code.py#L158-L161
         query = parse_qsl(urlsplit(dict(headers)["Location"]).query, keep_blank_values=True)
         params = query[-2:] if self.request.payload.state else query[-1:]
         # The RFC 9207 extension only rewrites a Location, so add iss here.
-        params.append(("iss", current_app.extensions["idp.settings"].issuer))
+        params.append(("iss", get_settings().issuer))
         return build_form_post(redirect_uri, params)
 
     def generate_authorization_code(self) -> str:
@@ -219,6 +221,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
     def save_token(self, token: dict[str, Any]) -> None:
         # The code is spent in the transaction that stores its tokens: Authlib would spend
         # it only after save_token committed, and a concurrent redemption could win twice.
+        # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc6749/grants/authorization_code.py#L281-L282
         code: AuthorizationCode = self.request.authorization_code
         now = db.now()
         if not storage.claim_code(code.id, now):
@@ -298,9 +301,9 @@ class _IdTokenMixin:
 
     def get_client_claims(self, client: OAuthClient) -> dict[str, Any]:
         now = int(db.now().timestamp())
-        ttl = current_app.extensions["idp.settings"].id_token_ttl
+        ttl = get_settings().id_token_ttl
         return {
-            "iss": current_app.extensions["idp.settings"].issuer,
+            "iss": get_settings().issuer,
             "aud": [client.get_client_id()],
             "iat": now,
             "exp": now + int(ttl.total_seconds()),
@@ -408,6 +411,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         # Rotation is claimed in the transaction that stores the new pair: Authlib's
         # revoke_old_credential runs after save_token committed, and concurrent uses of one
         # token could both succeed.
+        # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc6749/grants/refresh_token.py#L126-L127
         parent: OAuthToken = self.request.refresh_token
         now = db.now()
         if self.lost_child is not None:

@@ -13,11 +13,8 @@ from urllib.parse import urlencode
 
 from authlib.oidc.rpinitiated import EndSessionEndpoint
 from flask import Flask
-from flask import current_app
 from joserfc import jwt
 from joserfc.jws import extract_compact
-from sqlalchemy import Select
-from sqlalchemy import select
 
 from idp import audit
 from idp import db
@@ -30,7 +27,7 @@ from idp.models.oidc import OAuthClient
 from idp.oidc import storage
 from idp.oidc.claims import subject_for
 from idp.sessions import logout as session_logout
-from idp.settings import Settings
+from idp.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +38,6 @@ RETRY_WINDOW = timedelta(hours=1)
 FIRST_RETRY = timedelta(seconds=5)
 MAX_RETRY_INTERVAL = timedelta(minutes=10)
 MAX_PARALLEL_DELIVERIES = 8
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["idp.settings"]
-    return settings
 
 
 def build_logout_token_claims(
@@ -71,7 +63,7 @@ def issue_logout_token(client: OAuthClient, login: LoginSession) -> str:
     alg = client.id_token_signed_response_alg or "RS256"
     key = get_key_store().signing_key(alg, now)
     claims = build_logout_token_claims(
-        issuer=_settings().issuer,
+        issuer=get_settings().issuer,
         client_id=client.client_id,
         sid=login.sid,
         sub=subject_for(login.user, client),
@@ -107,7 +99,7 @@ def on_session_end(login: LoginSession, joined: list[SessionParticipant], reason
         client = storage.get_client(participant.rp)
         if client is None or not client.backchannel_logout_uri:
             continue
-        db.get_session().add(
+        storage.add_logout_delivery(
             LogoutDelivery(
                 client_id=client.client_id,
                 login_session_id=login.id,
@@ -179,46 +171,21 @@ def _attempt(deliveries: Sequence[LogoutDelivery]) -> None:
     db.get_session().commit()
 
 
-def _skip_locked(query: Select[LogoutDelivery]) -> Select[LogoutDelivery]:
-    if db.get_database().engine.dialect.name != "postgresql":
-        return query
-    # Several IdP processes deliver at once: each row goes to exactly one of them. ``of``:
-    # PostgreSQL refuses FOR UPDATE on the outer-joined (eager-loaded) login row.
-    return query.with_for_update(skip_locked=True, of=LogoutDelivery)
-
-
 def deliver_for(logins: Sequence[LoginSession]) -> None:
     """Deliver the queued logout tokens of sessions that just ended (post-commit hook)."""
-    ids = [login.id for login in logins]
-    query = select(LogoutDelivery).where(
-        LogoutDelivery.login_session_id.in_(ids),
-        LogoutDelivery.attempts == 0,
-        LogoutDelivery.delivered_at.is_(None),
-        LogoutDelivery.failed_at.is_(None),
-    )
-    _attempt(list(db.get_session().scalars(_skip_locked(query))))
+    _attempt(storage.claim_new_deliveries([login.id for login in logins]))
 
 
 def deliver_due() -> int:
     """Retry every delivery whose back-off has passed; return how many were tried."""
-    query = (
-        select(LogoutDelivery)
-        .where(
-            LogoutDelivery.delivered_at.is_(None),
-            LogoutDelivery.failed_at.is_(None),
-            LogoutDelivery.next_attempt_at <= db.now(),
-        )
-        .order_by(LogoutDelivery.next_attempt_at)
-        .limit(100)
-    )
-    due = list(db.get_session().scalars(_skip_locked(query)))
+    due = storage.claim_due_deliveries(db.now())
     _attempt(due)
     return len(due)
 
 
 def front_channel_urls(login: LoginSession, joined: list[SessionParticipant]) -> list[str]:
     """Return each participant's ``frontchannel_logout_uri`` with ``iss`` and ``sid``."""
-    query = urlencode({"iss": _settings().issuer, "sid": login.sid})
+    query = urlencode({"iss": get_settings().issuer, "sid": login.sid})
     urls = []
     for participant in joined:
         client = storage.get_client(participant.rp)
@@ -243,20 +210,23 @@ class EndSession(EndSessionEndpoint):  # type: ignore[misc]
             raise InvalidRequestError("The id_token_hint is too long.")
         try:
             claims: dict[str, Any] = super()._validate_id_token_hint(id_token_hint)
-        except (ValueError, TypeError):  # hostile headers joserfc does not wrap ("crit": 1)
+        except (ValueError, TypeError):
+            # Hostile headers joserfc does not wrap ("crit": 1 reaches check_crit_header):
+            # https://github.com/authlib/joserfc/blob/1.8.0/src/joserfc/registry.py#L200-L209
             raise InvalidRequestError("The id_token_hint is not a valid ID Token.") from None
         # Our access and logout tokens are signed by the same keys and carry iss, aud and sid
         # too: only a token typed as an ID token may end a session without confirmation.
         typ = extract_compact(id_token_hint.encode()).protected.get("typ", "JWT")
         if typ != "JWT":
             raise InvalidRequestError("The id_token_hint is not an ID Token.")
-        if claims.get("iss") != _settings().issuer or not isinstance(claims.get("sid"), str):
+        if claims.get("iss") != get_settings().issuer or not isinstance(claims.get("sid"), str):
             raise InvalidRequestError("The id_token_hint was not issued here.")
         return claims
 
     def resolve_client_from_id_token_claims(self, id_token_claims: dict[str, Any]) -> Any:
         # Our ID tokens carry ``aud`` as a one-element list, plus ``azp`` (Core §2); Authlib
         # only resolves a string ``aud``, which left every hint without its client.
+        # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oidc/rpinitiated/end_session.py#L219-L229
         aud = id_token_claims.get("aud")
         audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
         azp = id_token_claims.get("azp")

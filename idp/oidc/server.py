@@ -39,6 +39,7 @@ from idp.replay import remember_once
 from idp.sessions import logout as session_logout
 from idp.sessions import requesters
 from idp.settings import Settings
+from idp.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -50,14 +51,14 @@ MAX_TOKEN_LENGTH = 8192
 
 
 def _issuer() -> str:
-    settings: Settings = current_app.extensions["idp.settings"]
-    return settings.issuer
+    return get_settings().issuer
 
 
 class UnsupportedTokenTypeError(OAuth2Error):  # type: ignore[misc]
     """RFC 7009 §2.2.1 ``unsupported_token_type``: a 400 like every RFC 6749 §5.2 error."""
 
     # Authlib's own class derives from ForbiddenError and answers 401.
+    # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc6749/errors.py#L221-L222
     error = "unsupported_token_type"
     status_code = 400
 
@@ -185,6 +186,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
     def extract_assertion(self, assertion: str) -> tuple[dict[str, Any], dict[str, Any]]:
         # Authlib lets a mistyped header ("crit": 1) or claims nested past the JSON parser's
         # depth escape as TypeError or RecursionError: a 500 instead of invalid_client.
+        # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc7523/client.py#L145-L155
         try:
             tokens.validate_jws_header(assertion)
             headers, claims = super().extract_assertion(assertion)
@@ -275,6 +277,7 @@ def fetch_jwks(client: OAuthClient) -> dict[str, Any] | None:
 def _authenticate_client_secret_basic(query_client: Any, request: Any) -> OAuthClient | None:
     # Authlib decodes the Basic credentials as UTF-8, and splits a one-word header
     # ("Authorization: Basic"), without catching the ValueError (a 500).
+    # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc6749/util.py#L26-L40
     try:
         client: OAuthClient | None = authenticate_client_secret_basic(query_client, request)
     except ValueError:

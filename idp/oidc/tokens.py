@@ -11,7 +11,6 @@ from typing import Any
 from typing import cast
 
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
-from flask import current_app
 from joserfc import jwt
 from joserfc.errors import DecodeError
 from joserfc.errors import JoseError
@@ -29,14 +28,9 @@ from idp.oidc import storage
 from idp.oidc.claims import subject_for
 from idp.sessions import logout as session_logout
 from idp.sessions.service import is_login_active
-from idp.settings import Settings
+from idp.settings import get_settings
 
 ACCESS_TOKEN_ALG = "RS256"  # noqa: S105 (an algorithm name)
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["idp.settings"]
-    return settings
 
 
 class TokenGenerator(BearerTokenGenerator):  # type: ignore[misc]
@@ -46,14 +40,14 @@ class TokenGenerator(BearerTokenGenerator):  # type: ignore[misc]
         super().__init__(self.access_token, self.refresh_token, self.expires_in)
 
     def expires_in(self, client: OAuthClient, grant_type: str) -> int:
-        return int(_settings().access_token_ttl.total_seconds())
+        return int(get_settings().access_token_ttl.total_seconds())
 
     def access_token(self, client: OAuthClient, grant_type: str, user: Any, scope: str) -> str:
         now = db.now()
         key = get_key_store().signing_key(ACCESS_TOKEN_ALG, now)
         issued = int(now.timestamp())
         claims: dict[str, Any] = {
-            "iss": _settings().issuer,
+            "iss": get_settings().issuer,
             "aud": client.get_client_id(),
             "client_id": client.get_client_id(),
             "iat": issued,
@@ -196,7 +190,7 @@ def verify_access_token(access_token: str) -> OAuthToken | None:
     if decoded.header.get("typ") != "at+jwt":
         return None
     claims = decoded.claims
-    if claims.get("iss") != _settings().issuer or not isinstance(claims.get("jti"), str):
+    if claims.get("iss") != get_settings().issuer or not isinstance(claims.get("jti"), str):
         return None
     exp = claims.get("exp")
     if not isinstance(exp, int) or now.timestamp() >= exp:

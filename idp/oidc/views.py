@@ -57,7 +57,7 @@ from idp.oidc.grants import build_form_post
 from idp.oidc.grants import validate_token_form
 from idp.oidc.server import get_authorization_server
 from idp.sessions import service as sessions
-from idp.settings import Settings
+from idp.settings import get_settings
 
 bp = Blueprint("oidc", __name__)
 # The login page comes back to /authorize with this mark of the login the request asked for.
@@ -118,11 +118,6 @@ CONSENT_PAGE_HEADERS = {
 }
 
 
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["idp.settings"]
-    return settings
-
-
 def render_oauth_error(error: OAuth2Error) -> ResponseReturnValue:
     """Redirect the error to a validated redirect_uri, else show it here (never redirect)."""
     if error.redirect_uri:
@@ -132,7 +127,7 @@ def render_oauth_error(error: OAuth2Error) -> ResponseReturnValue:
         # An oversized state is the error itself: echoing it would only amplify it.
         if error.state and len(error.state) <= MAX_PARAMETER_LENGTH:
             params.append(("state", error.state))
-        params.append(("iss", _settings().issuer))  # RFC 9207
+        params.append(("iss", get_settings().issuer))  # RFC 9207
         mode = request.values.get("response_mode", "query")
         if mode == "form_post":
             status, body, headers = build_form_post(error.redirect_uri, params)
@@ -260,6 +255,8 @@ def _validate_response_type(server: AuthorizationServer) -> None:
     its response_type is unsupported. Name the real problem first, in RFC 6749 §4.1.2.1's
     order: a missing or unknown client, or a bad redirect_uri, is shown here (never
     redirected); then a missing or unsupported response_type goes to the validated URI.
+    Authlib's order: get_authorization_grant in
+    https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc6749/authorization_server.py#L236-L261
     """
     if request.values.get("response_type") in AuthorizationCodeGrant.RESPONSE_TYPES:
         return
@@ -279,6 +276,7 @@ def _validate_response_type(server: AuthorizationServer) -> None:
         )
     # Authlib would quote the value in error_description, which must be printable ASCII
     # (RFC 6749 §4.1.2.1): a hostile value would be a 500, a long one an amplifier.
+    # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc6749/errors.py#L147-L148
     raise UnsupportedResponseTypeError(
         None,
         "The 'response_type' is not supported; use 'code'.",
@@ -452,7 +450,7 @@ def userinfo() -> ResponseReturnValue:
 @bp.route("/jwks")
 def jwks() -> ResponseReturnValue:
     response = jsonify(get_key_store().public_jwks(db.now()))
-    max_age = int(_settings().jwks_max_age.total_seconds())
+    max_age = int(get_settings().jwks_max_age.total_seconds())
     response.headers["Cache-Control"] = f"public, max-age={max_age}"
     return response
 
@@ -470,14 +468,14 @@ def _optional_endpoints() -> dict[str, str]:
         if endpoint in current_app.view_functions:
             paths[name] = next(current_app.url_map.iter_rules(endpoint)).rule
     # RFC 7591 registration is off until an initial access token is configured.
-    if not _settings().registration_token:
+    if not get_settings().registration_token:
         paths.pop("registration_endpoint", None)
     return paths
 
 
 @bp.route("/.well-known/openid-configuration")
 def openid_configuration() -> ResponseReturnValue:
-    metadata = discovery.build_metadata(_settings(), optional_endpoints=_optional_endpoints())
+    metadata = discovery.build_metadata(get_settings(), optional_endpoints=_optional_endpoints())
     response = jsonify(metadata)
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response
@@ -486,7 +484,7 @@ def openid_configuration() -> ResponseReturnValue:
 @bp.route("/register", methods=["POST"])
 def register() -> ResponseReturnValue:
     status, body, headers = registration.create_registration_response(
-        registration_token=_settings().registration_token,
+        registration_token=get_settings().registration_token,
         authorization=request.headers.get("Authorization"),
         mimetype=request.mimetype,
         body=request.get_data(cache=False),

@@ -6,13 +6,11 @@ from pathlib import Path
 
 import click
 
-from idp.cli import IdpGroup
-from idp.cli import echo_json
+from idp.cli_support import IdpGroup
+from idp.cli_support import echo_json
 from idp.errors import InvalidInputError
 from idp.saml import storage
-
-# TODO(#9): idp/demo.py still imports register_sp_metadata from here; then drop the alias.
-from idp.saml.registration import register_sp_metadata as register_sp_metadata
+from idp.saml.registration import register_sp_metadata
 
 cli = IdpGroup("sp", help="Manage SAML service providers.")
 
@@ -113,3 +111,8 @@ def list_(as_json: bool) -> None:
         click.echo("No service providers.")
     for row in rows:
         click.echo(f"{row['entity_id']}\t{row['name']}")
+
+
+def register(parent: click.Group) -> None:
+    """Mount ``idp sp`` on the command line (``create_app`` calls this)."""
+    parent.add_command(cli)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import Flask
-from flask import current_app
 from lxml import etree
 
 from idp import audit
@@ -33,12 +32,11 @@ from idp.saml.requests import LogoutRequest
 from idp.saml.requests import LogoutResponse
 from idp.sessions import logout as session_logout
 from idp.sessions import service as sessions
-from idp.settings import Settings
+from idp.settings import get_settings
 
 
 def _idp_entity_id() -> str:
-    settings: Settings = current_app.extensions["idp.settings"]
-    return metadata.idp_entity_id(settings.issuer)
+    return metadata.idp_entity_id(get_settings().issuer)
 
 
 def validate_not_expired(logout: LogoutRequest, now: datetime) -> None:

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 from flask import Blueprint
 from flask import Flask
-from flask import current_app
 from flask import g
 from flask import make_response
 from flask import redirect
@@ -51,18 +50,13 @@ from idp.saml.pending import validate_idp_initiated
 from idp.saml.pending import validate_resumable
 from idp.sessions import requesters
 from idp.sessions import service as sessions
-from idp.settings import Settings
+from idp.settings import get_settings
 
 bp = Blueprint("saml", __name__)
 
 
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["idp.settings"]
-    return settings
-
-
 def _entity_id() -> str:
-    return metadata.idp_entity_id(_settings().issuer)
+    return metadata.idp_entity_id(get_settings().issuer)
 
 
 @bp.errorhandler(SamlRequestError)
@@ -117,7 +111,7 @@ def _require_sp(entity_id: str) -> ServiceProvider:
 @bp.route("/saml/metadata")
 def idp_metadata() -> ResponseReturnValue:
     now = db.now()
-    settings = _settings()
+    settings = get_settings()
     document = metadata.build_idp_metadata(
         issuer=settings.issuer,
         certificates=[pem for _, pem in get_key_store().saml_certificates(now)],
@@ -158,7 +152,7 @@ def sso() -> ResponseReturnValue:
     inbound.validate_received(
         destination=authn.destination,
         issue_instant=authn.issue_instant,
-        endpoint=metadata.sso_url(_settings().issuer),
+        endpoint=metadata.sso_url(get_settings().issuer),
         now=now,
     )
     inbound.remember_request("authn", sp.entity_id, authn.id, authn.issue_instant)
@@ -254,7 +248,7 @@ def slo() -> ResponseReturnValue:
     inbound.validate_received(
         destination=logout_request.destination,
         issue_instant=logout_request.issue_instant,
-        endpoint=metadata.slo_url(_settings().issuer),
+        endpoint=metadata.slo_url(get_settings().issuer),
         now=now,
     )
     logout.validate_not_expired(logout_request, now)
@@ -310,7 +304,7 @@ def _logout_response(message: InboundMessage) -> ResponseReturnValue:
     inbound.validate_received(
         destination=answer.destination,
         issue_instant=answer.issue_instant,
-        endpoint=metadata.slo_url(_settings().issuer),
+        endpoint=metadata.slo_url(get_settings().issuer),
         now=db.now(),
     )
     logout.record_logout_response(sp, answer)

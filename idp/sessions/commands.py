@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
-from idp.cli import IdpGroup
-from idp.cli import echo_json
+from idp.cli_support import IdpGroup
+from idp.cli_support import echo_json
 from idp.errors import NotFoundError
 from idp.sessions import logout
 from idp.sessions import service
@@ -71,3 +71,8 @@ def revoke(session_id: str | None, email: str | None) -> None:
         click.echo(f"Session {session_id} had already ended.")
         return
     click.echo(f"Ended session {session_id}.")
+
+
+def register(parent: click.Group) -> None:
+    """Mount ``idp session`` on the command line (``create_app`` calls this)."""
+    parent.add_command(cli)

@@ -15,11 +15,11 @@ from datetime import timedelta
 
 from flask import Flask
 from flask import current_app
-from sqlalchemy import select
 
 from idp import db
 from idp.models.login import LoginSession
 from idp.models.login import SessionParticipant
+from idp.sessions import storage
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ class LogoutRegistry:
     after_commit: list[AfterCommit] = field(default_factory=list)
     front_channel: dict[str, FrontChannel] = field(default_factory=dict)
     periodic: list[Periodic] = field(default_factory=list)
+    # The session service's own sweeps (expiry, purge): run first, and a failure stops the run.
+    sweeps: list[Periodic] = field(default_factory=list)
 
 
 def init_app(app: Flask) -> None:
@@ -54,31 +56,19 @@ def get_registry(app: Flask | None = None) -> LogoutRegistry:
 def join(login: LoginSession, protocol: str, rp: str) -> SessionParticipant:
     """Record that ``rp`` received tokens or assertions in ``login``; the caller commits."""
     now = db.now()
-    participant = db.get_session().scalar(
-        select(SessionParticipant).where(
-            SessionParticipant.login_session_id == login.id,
-            SessionParticipant.protocol == protocol,
-            SessionParticipant.rp == rp,
-        )
-    )
+    participant = storage.get_participant(login, protocol, rp)
     if participant is None:
         participant = SessionParticipant(
             login_session_id=login.id, protocol=protocol, rp=rp, joined_at=now, last_seen_at=now
         )
-        db.get_session().add(participant)
+        storage.add_participant(participant)
     participant.last_seen_at = now
     return participant
 
 
 def participants(login: LoginSession) -> list[SessionParticipant]:
     """Return the relying parties that joined ``login``, first joined first."""
-    return list(
-        db.get_session().scalars(
-            select(SessionParticipant)
-            .where(SessionParticipant.login_session_id == login.id)
-            .order_by(SessionParticipant.joined_at, SessionParticipant.id)
-        )
-    )
+    return storage.list_participants(login)
 
 
 def on_session_ended(login: LoginSession, reason: str) -> None:
@@ -114,12 +104,10 @@ def front_channel_urls(login: LoginSession, *, initiator: str | None = None) -> 
 
 def run_maintenance() -> None:
     """Sweep expired sessions (so their participants hear of it), purge, run periodic tasks."""
-    from idp.sessions.service import expire_stale_logins
-    from idp.sessions.service import purge_ended_logins
-
-    expire_stale_logins()
-    purge_ended_logins()
-    for task in get_registry().periodic:
+    registry = get_registry()
+    for sweep in registry.sweeps:
+        sweep()
+    for task in registry.periodic:
         try:
             task()
         except Exception:

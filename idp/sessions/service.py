@@ -11,7 +11,6 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 from flask import Flask
-from flask import current_app
 from flask import request
 from flask import session
 from flask import url_for
@@ -19,8 +18,6 @@ from flask_login import LoginManager
 from flask_login import current_user
 from flask_login import login_user
 from flask_login import logout_user
-from sqlalchemy import select
-from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
 from werkzeug.wrappers import Response
 
@@ -29,9 +26,11 @@ from idp import db
 from idp.models.login import LoginSession
 from idp.models.user import User
 from idp.sessions import logout
+from idp.sessions import storage
 from idp.settings import Settings
+from idp.settings import get_settings
 from idp.users import passwords
-from idp.users.service import get_user_by_email
+from idp.users import service as users
 
 # Levels of assurance (Keycloak's convention): "1" one factor, "2" several factors.
 ACR_SINGLE_FACTOR = "1"
@@ -63,27 +62,20 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["idp.settings"]
-    return settings
-
-
 def is_login_active(login: LoginSession, now: datetime) -> bool:
     """Return whether the session is neither revoked nor idle- nor absolutely expired."""
     if login.revoked_at is not None or login.user.is_disabled:
         return False
-    return now < login.expires_at and now < login.last_seen_at + _settings().session_idle_timeout
+    return now < login.expires_at and now < login.last_seen_at + get_settings().session_idle_timeout
 
 
 def effective_expiry(login: LoginSession) -> datetime:
     """Return when the session ends if nothing else happens (idle or absolute, the sooner)."""
-    return min(login.expires_at, login.last_seen_at + _settings().session_idle_timeout)
+    return min(login.expires_at, login.last_seen_at + get_settings().session_idle_timeout)
 
 
 def _load_login(token: str) -> CurrentLogin | None:
-    login = db.get_session().scalar(
-        select(LoginSession).where(LoginSession.token_hash == hash_token(token))
-    )
+    login = storage.get_login_by_token_hash(hash_token(token))
     if login is None:
         return None
     # The stored hash came from this token; compare anyway so no timing hint is left.
@@ -108,6 +100,18 @@ def init_app(app: Flask, settings: Settings) -> None:
     manager.init_app(app)
     app.extensions["idp.login_manager"] = manager
     logout.init_app(app)
+    logout.get_registry(app).sweeps.extend((expire_stale_logins, purge_ended_logins))
+    users.user_disabled.connect(_end_sessions_of_disabled_user, sender=app)
+    users.password_changed.connect(_end_other_sessions, sender=app)
+
+
+def _end_sessions_of_disabled_user(app: Flask, *, user: User) -> None:
+    revoke_user_sessions(user, reason="user_disabled")
+
+
+def _end_other_sessions(app: Flask, *, user: User, keep_login: LoginSession | None) -> None:
+    # Whoever knew the old password is logged out everywhere but where it was changed.
+    revoke_user_sessions(user, reason="password_changed", keep=keep_login)
 
 
 def authenticate(email: str, password: str) -> User | None:
@@ -116,7 +120,7 @@ def authenticate(email: str, password: str) -> User | None:
     Costs one Argon2 verification on every path, so timing does not reveal whether the
     account exists.
     """
-    user = get_user_by_email(email)
+    user = users.get_user_by_email(email)
     ok = passwords.verify_password(user.password_hash if user else None, password)
     if user is None or not ok or user.is_disabled:
         audit.record(
@@ -143,7 +147,7 @@ def start_login(user: User, *, amr: list[str]) -> LoginSession:
         user=user,
         created_at=now,
         last_seen_at=now,
-        expires_at=now + _settings().session_absolute_timeout,
+        expires_at=now + get_settings().session_absolute_timeout,
         auth_time=now,
         amr=amr,
         acr=ACR_SINGLE_FACTOR,
@@ -151,11 +155,9 @@ def start_login(user: User, *, amr: list[str]) -> LoginSession:
         user_agent=(request.user_agent.string or "")[:512] or None,
         details={},
     )
-    database = db.get_session()
-    database.add(login)
-    database.flush()
+    storage.add_login(login)
     audit.record("login_success", user_id=user.id, sid=login.sid, amr=amr)
-    database.commit()
+    db.get_session().commit()
     # A fresh cookie session on every login: a planted pre-login session is worth nothing.
     session.clear()
     login_user(CurrentLogin(login=login, token=token))
@@ -174,15 +176,7 @@ def _revoke(login: LoginSession, reason: str) -> bool:
     if login.revoked_at is not None:
         return False
     now = db.now()
-    # Compare-and-set in the database: another worker (a sweep, an admin) may have ended this
-    # session since we read it, and its participants must hear of the end only once.
-    ended = db.get_session().execute(
-        update(LoginSession)
-        .where(LoginSession.id == login.id, LoginSession.revoked_at.is_(None))
-        .values(revoked_at=now, revoked_reason=reason)
-        .execution_options(synchronize_session=False)
-    )
-    if ended.rowcount != 1:  # type: ignore[attr-defined]
+    if not storage.end_login(login.id, now, reason):
         db.get_session().refresh(login)
         return False
     set_committed_value(login, "revoked_at", now)
@@ -208,7 +202,7 @@ def end_current_login(reason: str = "logout") -> LoginSession | None:
 
 def get_login_by_sid(sid: str) -> LoginSession | None:
     """Return the login session with this ``sid``, or None."""
-    return db.get_session().scalar(select(LoginSession).where(LoginSession.sid == sid))
+    return storage.get_login_by_sid(sid)
 
 
 def revoke_login(login: LoginSession, reason: str) -> bool:
@@ -224,14 +218,8 @@ def revoke_user_sessions(
     user: User, reason: str, *, keep: LoginSession | None = None
 ) -> list[LoginSession]:
     """End every live session of ``user`` except ``keep``; commit. Return the ended ones."""
-    query = select(LoginSession).where(
-        LoginSession.user_id == user.id,
-        LoginSession.revoked_at.is_(None),
-        LoginSession.expires_at > db.now(),
-    )
-    if keep is not None:
-        query = query.where(LoginSession.id != keep.id)
-    ended = [login for login in db.get_session().scalars(query) if _revoke(login, reason)]
+    live = storage.list_unexpired_logins(db.now(), user, keep=keep)
+    ended = [login for login in live if _revoke(login, reason)]
     db.get_session().commit()
     logout.after_sessions_ended(ended)
     return ended
@@ -240,17 +228,8 @@ def revoke_user_sessions(
 def expire_stale_logins() -> list[LoginSession]:
     """End sessions that expired (idle or absolute) so their participants hear of it; commit."""
     now = db.now()
-    idle_cutoff = now - _settings().session_idle_timeout
-    stale = list(
-        db.get_session().scalars(
-            select(LoginSession)
-            .where(
-                LoginSession.revoked_at.is_(None),
-                (LoginSession.expires_at <= now) | (LoginSession.last_seen_at <= idle_cutoff),
-            )
-            .limit(500)
-        )
-    )
+    idle_cutoff = now - get_settings().session_idle_timeout
+    stale = storage.list_stale_logins(now, idle_cutoff, limit=500)
     # Another worker's sweep may end some of them first: only ours go on to delivery.
     ended = [login for login in stale if _revoke(login, "expired")]
     db.get_session().commit()
@@ -261,7 +240,7 @@ def expire_stale_logins() -> list[LoginSession]:
 def purge_ended_logins() -> int:
     """Delete a batch of sessions ended long ago (with what hangs off them); audit; commit."""
     before = db.now() - db.PURGE_AFTER
-    count = db.delete_batch(LoginSession.id, LoginSession.revoked_at < before)
+    count = storage.purge_logins(before)
     if count:
         audit.record("expired_rows_purged", login_sessions=count)
     db.get_session().commit()
@@ -270,16 +249,9 @@ def purge_ended_logins() -> int:
 
 def list_logins(user: User | None = None) -> list[LoginSession]:
     """Return live login sessions, newest first, optionally of one user."""
-    query = select(LoginSession).where(
-        LoginSession.revoked_at.is_(None), LoginSession.expires_at > db.now()
-    )
-    if user is not None:
-        query = query.where(LoginSession.user_id == user.id)
     now = db.now()
     return [
-        login
-        for login in db.get_session().scalars(query.order_by(LoginSession.created_at.desc()))
-        if is_login_active(login, now)
+        login for login in storage.list_unexpired_logins(now, user) if is_login_active(login, now)
     ]
 
 

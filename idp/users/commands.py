@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from idp.cli import IdpGroup
-from idp.cli import echo_json
-from idp.cli import read_stdin_line
+from idp.cli_support import IdpGroup
+from idp.cli_support import echo_json
+from idp.cli_support import read_stdin_line
 from idp.users import service
 
 cli = IdpGroup("user", help="Manage user accounts.")
@@ -59,3 +59,8 @@ def disable(email: str) -> None:
     """Disable a user and end their sessions."""
     user = service.disable_user(email)
     click.echo(f"Disabled {user.email}.")
+
+
+def register(parent: click.Group) -> None:
+    """Mount ``idp user`` on the command line (``create_app`` calls this)."""
+    parent.add_command(cli)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
+from blinker import Namespace
+from flask import Flask
+from flask import current_app
 
 from idp import audit
 from idp import db
@@ -13,6 +15,7 @@ from idp.errors import InvalidInputError
 from idp.errors import NotFoundError
 from idp.models.login import LoginSession
 from idp.models.user import User
+from idp.users import storage
 from idp.users.passwords import hash_password
 
 # Deliberately simple (the HTML5 "valid e-mail address" shape); delivery is not our check.
@@ -20,6 +23,14 @@ _EMAIL = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
 MAX_PASSWORD_LENGTH = 1024
+
+# Users know nothing of login sessions: the sessions package subscribes to these (sender: the
+# app) and ends the sessions, so the dependency runs one way, sessions -> users.
+_signals = Namespace()
+user_disabled = _signals.signal("user-disabled")
+"""Sent with ``user`` once the account is disabled, before the commit."""
+password_changed = _signals.signal("password-changed")
+"""Sent with ``user`` and ``keep_login`` (the session it was changed from, or None)."""
 
 
 def normalize_email(email: str) -> str:
@@ -54,7 +65,7 @@ def get_user_by_email(email: str) -> User | None:
         value = normalize_email(email)
     except InvalidInputError:
         return None
-    return db.get_session().scalar(select(User).where(User.email == value))
+    return storage.get_user_by_email(value)
 
 
 def require_user_by_email(email: str) -> User:
@@ -72,7 +83,7 @@ def require_user_by_email(email: str) -> User:
 
 def list_users() -> list[User]:
     """Return every user, oldest first."""
-    return list(db.get_session().scalars(select(User).order_by(User.id)))
+    return storage.list_users()
 
 
 def _split_name(name: str) -> tuple[str | None, str | None]:
@@ -104,8 +115,7 @@ def add_user(
         raise InvalidInputError("the name must be 1 to 200 characters")
     if password is not None:
         validate_password(password)
-    session = db.get_session()
-    if session.scalar(select(User.id).where(User.email == value)) is not None:
+    if storage.email_exists(value):
         raise ConflictError(f"a user with e-mail {value!r} already exists")
     guessed_given, guessed_family = _split_name(name)
     now = db.now()
@@ -120,10 +130,9 @@ def add_user(
         created_at=now,
         updated_at=now,
     )
-    session.add(user)
-    session.flush()
+    storage.add_user(user)
     audit.record("user_created", user_id=user.id, email=value, is_admin=is_admin)
-    session.commit()
+    db.get_session().commit()
     return user
 
 
@@ -137,13 +146,11 @@ def set_password(user: User, password: str, keep_login: LoginSession | None = No
         InvalidInputError: unusable password.
 
     """
-    from idp.sessions.service import revoke_user_sessions
-
     validate_password(password)
     user.password_hash = hash_password(password)
     user.updated_at = db.now()
     audit.record("user_password_changed", user_id=user.id)
-    revoke_user_sessions(user, reason="password_changed", keep=keep_login)
+    password_changed.send(_app(), user=user, keep_login=keep_login)
 
 
 def disable_user(email: str) -> User:
@@ -153,13 +160,16 @@ def disable_user(email: str) -> User:
         NotFoundError: no such user.
 
     """
-    from idp.sessions.service import revoke_user_sessions
-
     user = require_user_by_email(email)
     if not user.is_disabled:
         user.is_disabled = True
         user.updated_at = db.now()
         audit.record("user_disabled", user_id=user.id)
-        revoke_user_sessions(user, reason="user_disabled")
+        user_disabled.send(_app(), user=user)
     db.get_session().commit()
     return user
+
+
+def _app() -> Flask:
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    return app

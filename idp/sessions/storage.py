@@ -1,0 +1,100 @@
+"""The only SQL in ``sessions/``: login sessions and the relying parties that joined them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy import update
+
+from idp import db
+from idp.models.login import LoginSession
+from idp.models.login import SessionParticipant
+from idp.models.user import User
+
+
+def add_login(login: LoginSession) -> None:
+    session = db.get_session()
+    session.add(login)
+    session.flush()
+
+
+def get_login_by_token_hash(token_hash: str) -> LoginSession | None:
+    return db.get_session().scalar(
+        select(LoginSession).where(LoginSession.token_hash == token_hash)
+    )
+
+
+def get_login_by_sid(sid: str) -> LoginSession | None:
+    return db.get_session().scalar(select(LoginSession).where(LoginSession.sid == sid))
+
+
+def end_login(login_id: int, now: datetime, reason: str) -> bool:
+    """Mark the session ended unless it already was (compare-and-set); return whether we did."""
+    # Another worker (a sweep, an admin) may have ended this session since we read it, and its
+    # participants must hear of the end only once.
+    ended = db.get_session().execute(
+        update(LoginSession)
+        .where(LoginSession.id == login_id, LoginSession.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(ended.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def list_unexpired_logins(
+    now: datetime, user: User | None = None, *, keep: LoginSession | None = None
+) -> list[LoginSession]:
+    """Return sessions neither ended nor past their absolute expiry, newest first."""
+    query = select(LoginSession).where(
+        LoginSession.revoked_at.is_(None), LoginSession.expires_at > now
+    )
+    if user is not None:
+        query = query.where(LoginSession.user_id == user.id)
+    if keep is not None:
+        query = query.where(LoginSession.id != keep.id)
+    return list(db.get_session().scalars(query.order_by(LoginSession.created_at.desc())))
+
+
+def list_stale_logins(now: datetime, idle_cutoff: datetime, limit: int) -> list[LoginSession]:
+    """Return up to ``limit`` sessions not ended though idle or absolutely expired."""
+    return list(
+        db.get_session().scalars(
+            select(LoginSession)
+            .where(
+                LoginSession.revoked_at.is_(None),
+                (LoginSession.expires_at <= now) | (LoginSession.last_seen_at <= idle_cutoff),
+            )
+            .limit(limit)
+        )
+    )
+
+
+def purge_logins(before: datetime) -> int:
+    """Delete a batch of sessions ended before ``before`` (with what hangs off them)."""
+    return db.delete_batch(LoginSession.id, LoginSession.revoked_at < before)
+
+
+def get_participant(login: LoginSession, protocol: str, rp: str) -> SessionParticipant | None:
+    return db.get_session().scalar(
+        select(SessionParticipant).where(
+            SessionParticipant.login_session_id == login.id,
+            SessionParticipant.protocol == protocol,
+            SessionParticipant.rp == rp,
+        )
+    )
+
+
+def add_participant(participant: SessionParticipant) -> None:
+    db.get_session().add(participant)
+
+
+def list_participants(login: LoginSession) -> list[SessionParticipant]:
+    """Return the relying parties that joined ``login``, first joined first."""
+    return list(
+        db.get_session().scalars(
+            select(SessionParticipant)
+            .where(SessionParticipant.login_session_id == login.id)
+            .order_by(SessionParticipant.joined_at, SessionParticipant.id)
+        )
+    )
