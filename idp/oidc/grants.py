@@ -19,7 +19,6 @@ from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import grants as oidc_grants
 from flask import current_app
-from markupsafe import escape
 
 from idp import audit
 from idp import db
@@ -97,34 +96,6 @@ def _validate_lengths(grant: grants.BaseGrant) -> None:
             raise InvalidRequestError(f"Parameter '{name}' is too long.")
 
 
-def build_form_post(
-    redirect_uri: str, params: Sequence[tuple[str, str]]
-) -> tuple[int, str, list[tuple[str, str]]]:
-    """Build a page that POSTs ``params`` to ``redirect_uri`` (OAuth 2.0 Form Post Response Mode).
-
-    Values are HTML-escaped, never percent-encoded, so the client receives them unchanged;
-    without JavaScript the user presses the button.
-    """
-    fields = "".join(
-        f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">'
-        for name, value in params
-    )
-    body = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="referrer" content="no-referrer"><title>Continue</title></head>'
-        '<body onload="document.forms[0].submit()">'
-        f'<form method="post" action="{escape(redirect_uri)}">{fields}'
-        "<noscript><p>JavaScript is off: press Continue to return to the application.</p>"
-        '<button type="submit">Continue</button></noscript></form></body></html>'
-    )
-    headers = [
-        ("Content-Type", "text/html; charset=utf-8"),
-        ("Cache-Control", "no-store"),
-        ("Pragma", "no-cache"),
-    ]
-    return 200, body, headers
-
-
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
     RESPONSE_MODES = ("query", "form_post")
@@ -163,16 +134,13 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         return redirect_uri
 
     def create_authorization_response(self, redirect_uri: str, grant_user: Any) -> Any:
-        status, body, headers = super().create_authorization_response(redirect_uri, grant_user)
-        mode = self.request.payload.data.get("response_mode", "query")
-        if mode != "form_post":
-            return status, body, headers
-        # Authlib appended code (and state) to the redirect_uri's own query: take them back.
+        _, _, headers = super().create_authorization_response(redirect_uri, grant_user)
+        # Authlib appended code (and state) to the redirect_uri's own query: take them back,
+        # for the server to send them with iss, by query or form_post.
+        # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc6749/grants/authorization_code.py#L158-L161
         query = parse_qsl(urlsplit(dict(headers)["Location"]).query, keep_blank_values=True)
         params = query[-2:] if self.request.payload.state else query[-1:]
-        # The RFC 9207 extension only rewrites a Location, so add iss here.
-        params.append(("iss", current_app.extensions["idp.settings"].issuer))
-        return build_form_post(redirect_uri, params)
+        return self.server.build_authorization_response(redirect_uri, params)
 
     def generate_authorization_code(self) -> str:
         return secrets.token_urlsafe(32)
