@@ -181,6 +181,8 @@ def _validate_response_type(server: OpenIDProvider) -> None:
     its response_type is unsupported. Name the real problem first, in RFC 6749 §4.1.2.1's
     order: a missing or unknown client, or a bad redirect_uri, is shown here (never
     redirected); then a missing or unsupported response_type goes to the validated URI.
+    Authlib's order: get_authorization_grant in
+    https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc6749/authorization_server.py#L236-L261
     """
     if request.values.get("response_type") in AuthorizationCodeGrant.RESPONSE_TYPES:
         return
@@ -200,6 +202,7 @@ def _validate_response_type(server: OpenIDProvider) -> None:
         )
     # Authlib would quote the value in error_description, which must be printable ASCII
     # (RFC 6749 §4.1.2.1): a hostile value would be a 500, a long one an amplifier.
+    # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc6749/errors.py#L147-L148
     raise UnsupportedResponseTypeError(
         None,
         "The 'response_type' is not supported; use 'code'.",

@@ -3,6 +3,8 @@
 Authlib's ``ClientRegistrationEndpoint`` is not used: it lets werkzeug answer bad JSON with
 its own errors, stamps ``client_id_issued_at`` from the wall clock and echoes the request
 instead of what was stored. Validation and storage stay in ``clients.py``, shared with the CLI.
+See https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc7591/endpoint.py and the
+request's ``get_json()`` in https://github.com/authlib/authlib/blob/v1.9.10/authlib/integrations/flask_oauth2/requests.py#L51
 """
 
 from __future__ import annotations

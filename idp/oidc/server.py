@@ -36,6 +36,7 @@ from idp.oidc import grants
 from idp.oidc import storage
 from idp.oidc import tokens
 from idp.oidc.claims import subject_for
+from idp.oidc.refresh import RefreshTokenGrant
 from idp.oidc.responses import ResponseTuple
 from idp.oidc.responses import build_authorization_response
 from idp.replay import remember_once
@@ -61,6 +62,7 @@ class UnsupportedTokenTypeError(OAuth2Error):  # type: ignore[misc]
     """RFC 7009 §2.2.1 ``unsupported_token_type``: a 400 like every RFC 6749 §5.2 error."""
 
     # Authlib's own class derives from ForbiddenError and answers 401.
+    # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc6749/errors.py#L221-L222
     error = "unsupported_token_type"
     status_code = 400
 
@@ -188,6 +190,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
     def extract_assertion(self, assertion: str) -> tuple[dict[str, Any], dict[str, Any]]:
         # Authlib lets a mistyped header ("crit": 1) or claims nested past the JSON parser's
         # depth escape as TypeError or RecursionError: a 500 instead of invalid_client.
+        # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc7523/client.py#L145-L160
         try:
             tokens.validate_jws_header(assertion)
             headers, claims = super().extract_assertion(assertion)
@@ -278,6 +281,7 @@ def fetch_jwks(client: OAuthClient) -> dict[str, Any] | None:
 def _authenticate_client_secret_basic(query_client: Any, request: Any) -> OAuthClient | None:
     # Authlib decodes the Basic credentials as UTF-8, and splits a one-word header
     # ("Authorization: Basic"), without catching the ValueError (a 500).
+    # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc6749/util.py#L26-L38
     try:
         client: OAuthClient | None = authenticate_client_secret_basic(query_client, request)
     except ValueError:
@@ -332,7 +336,7 @@ def build_authorization_server(app: Flask) -> OpenIDProvider:
         grants.AuthorizationCodeGrant,
         [grants.S256CodeChallenge(required=True), grants.OpenIDCode(require_nonce=False)],
     )
-    server.register_grant(grants.RefreshTokenGrant, [grants.OpenIDToken()])
+    server.register_grant(RefreshTokenGrant, [grants.OpenIDToken()])
     server.register_grant(grants.ClientCredentialsGrant)
     server.register_client_auth_method(PrivateKeyJWT.CLIENT_AUTH_METHOD, PrivateKeyJWT())
     server.register_client_auth_method("client_secret_basic", _authenticate_client_secret_basic)
