@@ -12,7 +12,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from idp import db
-from idp.keys.store import build_certificate
+from idp.keys.material import build_certificate
 from idp.models.user import Group
 from idp.oidc import storage as oidc_storage
 from idp.oidc.clients import ClientSpec
