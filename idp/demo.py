@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from idp import db
-from idp.keys.store import build_certificate
+from idp.keys.material import build_certificate
 from idp.models.user import Group
 from idp.oidc import storage as oidc_storage
 from idp.oidc.clients import ClientSpec

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from collections.abc import Sequence
 
 from flask import Flask
+from flask import current_app
 from flask import render_template
 from flask import request
+from flask.sansio.app import App
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
@@ -102,6 +105,18 @@ def render_server_error() -> ResponseReturnValue:
     return _render(500, "Internal Server Error", HTTP_PAGES[500][1])
 
 
+def mark_protocol_endpoints(app: App, endpoints: Iterable[str]) -> None:
+    """Have an unexpected failure at ``endpoints`` answer ``{"error": "server_error"}``.
+
+    Their callers are programs that parse JSON (RFC 6749 §5.2 shape), never a person.
+    """
+    app.extensions.setdefault("idp.protocol_endpoints", set()).update(endpoints)
+
+
+def _is_protocol_endpoint() -> bool:
+    return request.endpoint in current_app.extensions.get("idp.protocol_endpoints", ())
+
+
 def register_error_handlers(app: Flask) -> None:
     """Render HTTP errors as small pages (or JSON) and hide unexpected exceptions."""
     app.errorhandler(HTTPException)(render_http_error)
@@ -113,4 +128,6 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception) -> ResponseReturnValue:
         logger.exception("unhandled error on %s %s", request.method, request.path)
+        if _is_protocol_endpoint():
+            return {"error": "server_error"}, 500, {"Cache-Control": "no-store"}
         return render_server_error()

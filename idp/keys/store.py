@@ -1,15 +1,13 @@
 """Signing keys in ``IDP_KEYS_DIR``: generate, rotate, publish (RFC 7517 JWKS) and load them.
 
 Key states come from the clock, never from storage: next -> active -> retiring -> retired.
+The files themselves (keyring, key files, certificates) are read and written in ``material.py``.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
-import re
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,38 +21,27 @@ from typing import Final
 from typing import Literal
 from urllib.parse import urlsplit
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from flask import Flask
 from flask import current_app
-from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 from joserfc.jwk import RSAKey
 
 from idp.errors import ConfigurationError
+from idp.keys.material import KEYRING_FILE
+from idp.keys.material import KINDS
+from idp.keys.material import KeyKind
+from idp.keys.material import KeyMaterial
+from idp.keys.material import KeyRecord
+from idp.keys.material import generate_key
+from idp.keys.material import parse_keyring
+from idp.keys.material import read_material
+from idp.keys.material import write_keyring
 from idp.settings import Settings
 
-KeyKind = Literal["RS256", "ES256", "SAML"]
 KeyState = Literal["next", "active", "retiring", "retired"]
 
-KINDS: Final[tuple[KeyKind, ...]] = ("RS256", "ES256", "SAML")
 JWK_KINDS: Final[tuple[KeyKind, ...]] = ("RS256", "ES256")
 PUBLISHED_STATES: Final[frozenset[KeyState]] = frozenset({"next", "active", "retiring"})
-RSA_KEY_SIZE: Final = 2048
-EC_CURVE: Final = "P-256"
-SAML_CERTIFICATE_VALIDITY: Final = timedelta(days=3653)
-KEYRING_FILE: Final = "keyring.json"
-
-# RFC 7517 §4 public members per kty; anything else (d, p, q, dp, dq, qi, oth) stays private.
-_PUBLIC_MEMBERS: Final[dict[str, tuple[str, ...]]] = {
-    "RSA": ("n", "e"),
-    "EC": ("crv", "x", "y"),
-}
-# A kid becomes a file name: refuse anything that could leave keys_dir.
-_KID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _STATE_ORDER: Final[dict[KeyState, int]] = {"active": 0, "next": 1, "retiring": 2, "retired": 3}
 
 
@@ -84,70 +71,10 @@ class SigningKey:
     jose_key: RSAKey | ECKey
 
 
-@dataclass(frozen=True)
-class _Record:
-    kid: str
-    kind: KeyKind
-    created_at: datetime
-    activates_at: datetime
-
-
-@dataclass(frozen=True)
-class _Material:
-    private_jwk: dict[str, Any]
-    public_jwk: dict[str, Any]
-    private_pem: bytes
-    jose_key: RSAKey | ECKey
-    certificate_pem: str = ""
-
-
-def format_time(value: datetime) -> str:
-    """Format an aware datetime as ISO-8601 UTC with a ``Z`` suffix."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def _require_aware(now: datetime) -> datetime:
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
     return now.astimezone(UTC)
-
-
-def _public_jwk(private_jwk: dict[str, Any], kid: str, alg: str) -> dict[str, Any]:
-    kty = str(private_jwk["kty"])
-    public = {"kty": kty, "kid": kid, "use": "sig", "alg": alg}
-    public.update({name: private_jwk[name] for name in _PUBLIC_MEMBERS[kty]})
-    return public
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    # Created 0600 in one step: the key is never readable by others, even briefly.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-
-
-def build_certificate(
-    private: rsa.RSAPrivateKey, common_name: str, now: datetime
-) -> x509.Certificate:
-    """Build the self-signed certificate SAML metadata carries for ``private``."""
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(private.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + SAML_CERTIFICATE_VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(private.public_key()),
-            critical=False,
-        )
-        .sign(private, hashes.SHA256())
-    )
 
 
 class KeyStore:
@@ -167,55 +94,14 @@ class KeyStore:
         self.common_name = common_name
         self._lock = threading.RLock()
         self._signature: tuple[int, int, int] | None = None
-        self._records: list[_Record] = []
-        self._materials: dict[str, _Material] = {}
+        self._records: list[KeyRecord] = []
+        self._materials: dict[str, KeyMaterial] = {}
 
     @property
     def keyring_path(self) -> Path:
         return self.keys_dir / KEYRING_FILE
 
     # -- reading -------------------------------------------------------------------------------
-
-    def _parse_time(self, value: Any) -> datetime:
-        if not isinstance(value, str):
-            raise ValueError("time is not a string")
-        parsed = datetime.fromisoformat(value)
-        if parsed.tzinfo is None:
-            raise ValueError("time has no time zone")
-        return parsed.astimezone(UTC)
-
-    def _parse_keyring(self, raw: bytes) -> list[_Record]:
-        path = self.keyring_path
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise ConfigurationError(f"{path}: not valid JSON") from None
-        if not isinstance(data, list):
-            raise ConfigurationError(f"{path}: must be a JSON list of key records")
-        records: list[_Record] = []
-        seen: set[str] = set()
-        for index, item in enumerate(data):
-            try:
-                if not isinstance(item, dict):
-                    raise ValueError("not an object")
-                kid, kind = item["kid"], item["kind"]
-                if not isinstance(kid, str) or not _KID_PATTERN.fullmatch(kid):
-                    raise ValueError("bad kid")
-                if kind not in KINDS:
-                    raise ValueError("bad kind")
-                record = _Record(
-                    kid=kid,
-                    kind=kind,
-                    created_at=self._parse_time(item["created_at"]),
-                    activates_at=self._parse_time(item["activates_at"]),
-                )
-            except (KeyError, TypeError, ValueError):
-                raise ConfigurationError(f"{path}: invalid key record #{index + 1}") from None
-            if record.kid in seen:
-                raise ConfigurationError(f"{path}: duplicate kid {record.kid!r}")
-            seen.add(record.kid)
-            records.append(record)
-        return records
 
     def _stat_signature(self) -> tuple[int, int, int] | None:
         try:
@@ -233,7 +119,7 @@ class KeyStore:
     def _not_a_directory(self) -> ConfigurationError:
         return ConfigurationError(f"keys_dir: {self.keys_dir} is not a directory")
 
-    def _read_records(self) -> tuple[tuple[int, int, int] | None, list[_Record]]:
+    def _read_records(self) -> tuple[tuple[int, int, int] | None, list[KeyRecord]]:
         signature = self._stat_signature()
         if signature is None:
             return None, []
@@ -245,87 +131,26 @@ class KeyStore:
             raise ConfigurationError(
                 f"{self.keyring_path}: cannot read: {error.strerror}"
             ) from None
-        return signature, self._parse_keyring(raw)
+        return signature, parse_keyring(self.keyring_path, raw)
 
-    def _refresh(self) -> list[_Record]:
+    def _refresh(self) -> list[KeyRecord]:
         with self._lock:
             signature = self._stat_signature()
             if signature != self._signature:
                 self._signature, self._records = self._read_records()
             return list(self._records)
 
-    def _load_material(self, record: _Record | KeyInfo) -> _Material:
+    def _load_material(self, record: KeyRecord | KeyInfo) -> KeyMaterial:
         with self._lock:
             material = self._materials.get(record.kid)
             if material is None:
-                material = self._read_material(record)
+                material = read_material(self.keys_dir, record.kid, record.kind)
                 self._materials[record.kid] = material
             return material
 
-    def _read_file(self, path: Path) -> bytes:
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            raise ConfigurationError(
-                f"{path}: key file is missing, though {KEYRING_FILE} lists it: restore it from "
-                f"a backup, or move {self.keys_dir}/ aside and run `idp init` for new keys"
-            ) from None
-        except OSError as error:
-            raise ConfigurationError(f"{path}: cannot read: {error.strerror}") from None
-
-    def _read_material(self, record: _Record | KeyInfo) -> _Material:
-        if record.kind == "SAML":
-            key_path = self.keys_dir / f"{record.kid}.key.pem"
-            cert_path = self.keys_dir / f"{record.kid}.crt.pem"
-            key_pem = self._read_file(key_path)
-            cert_pem = self._read_file(cert_path)
-            try:
-                key = RSAKey.import_key(key_pem)
-                if not key.is_private:
-                    raise ValueError("not a private key")
-                x509.load_pem_x509_certificate(cert_pem)
-            except (JoseError, ValueError, TypeError):
-                raise ConfigurationError(
-                    f"{key_path}: not a valid RSA key and certificate"
-                ) from None
-            jwk = {**key.as_dict(private=True), "kid": record.kid, "use": "sig", "alg": "RS256"}
-            return _Material(
-                private_jwk=jwk,
-                public_jwk=_public_jwk(jwk, record.kid, "RS256"),
-                private_pem=key_pem,
-                jose_key=key,
-                certificate_pem=cert_pem.decode("ascii"),
-            )
-        path = self.keys_dir / f"{record.kid}.jwk.json"
-        raw = self._read_file(path)
-        try:
-            data = json.loads(raw)
-            if not isinstance(data, dict):
-                raise ValueError("not an object")
-            imported: RSAKey | ECKey
-            if record.kind == "RS256":
-                imported = RSAKey.import_key(data)
-            else:
-                imported = ECKey.import_key(data)
-                if data.get("crv") != EC_CURVE:
-                    raise ValueError("not a P-256 key")
-            if not imported.is_private:
-                raise ValueError("not a private key")
-            pem = imported.as_pem(private=True)
-        except (JoseError, ValueError, TypeError, KeyError, UnicodeDecodeError):
-            raise ConfigurationError(f"{path}: not a valid private {record.kind} JWK") from None
-        jwk = {**imported.as_dict(private=True), "kid": record.kid, "use": "sig"}
-        jwk["alg"] = record.kind
-        return _Material(
-            private_jwk=jwk,
-            public_jwk=_public_jwk(jwk, record.kid, record.kind),
-            private_pem=pem,
-            jose_key=imported,
-        )
-
     # -- states --------------------------------------------------------------------------------
 
-    def _states(self, records: list[_Record], now: datetime) -> list[KeyInfo]:
+    def _states(self, records: list[KeyRecord], now: datetime) -> list[KeyInfo]:
         now = _require_aware(now)
         infos: list[KeyInfo] = []
         for kind in KINDS:
@@ -441,7 +266,7 @@ class KeyStore:
     # -- writing -------------------------------------------------------------------------------
 
     @contextmanager
-    def _writing(self) -> Iterator[list[_Record]]:
+    def _writing(self) -> Iterator[list[KeyRecord]]:
         """Lock the keyring against other processes and yield its records, freshly read."""
         try:
             self.keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -460,62 +285,16 @@ class KeyStore:
         finally:
             os.close(fd)  # releases the flock
 
-    def _write_keyring(self, records: list[_Record]) -> None:
-        data = [
-            {
-                "kid": r.kid,
-                "kind": r.kind,
-                "created_at": format_time(r.created_at),
-                "activates_at": format_time(r.activates_at),
-            }
-            for r in records
-        ]
-        fd, temp = tempfile.mkstemp(dir=self.keys_dir, prefix=".keyring.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                json.dump(data, file, indent=2)
-                file.write("\n")
-                file.flush()
-                os.fsync(file.fileno())
-            # Readers in other processes see the old or the new keyring, never half of one.
-            os.replace(temp, self.keyring_path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-        self._signature, self._records = self._read_records()
-
-    def _generate(self, kind: KeyKind, now: datetime) -> str:
-        """Write the files of a new key of ``kind`` and return its kid (RFC 7638 thumbprint)."""
-        if kind == "SAML":
-            private = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_SIZE)
-            key = RSAKey.import_key(private)
-            kid = key.thumbprint()
-            certificate = build_certificate(private, self.common_name, now)
-            _write_private(self.keys_dir / f"{kid}.key.pem", key.as_pem(private=True))
-            _write_private(
-                self.keys_dir / f"{kid}.crt.pem",
-                certificate.public_bytes(serialization.Encoding.PEM),
-            )
-            return kid
-        generated: RSAKey | ECKey
-        if kind == "RS256":
-            generated = RSAKey.generate_key(RSA_KEY_SIZE, private=True)
-        else:
-            generated = ECKey.generate_key(EC_CURVE, private=True)
-        kid = generated.thumbprint()
-        jwk = {**generated.as_dict(private=True), "kid": kid, "use": "sig", "alg": kind}
-        _write_private(self.keys_dir / f"{kid}.jwk.json", json.dumps(jwk, indent=2).encode())
-        return kid
-
     def _add(
-        self, kinds: list[tuple[KeyKind, datetime]], records: list[_Record], now: datetime
+        self, kinds: list[tuple[KeyKind, datetime]], records: list[KeyRecord], now: datetime
     ) -> list[KeyInfo]:
-        created: list[_Record] = []
+        created: list[KeyRecord] = []
         for kind, activates_at in kinds:
-            kid = self._generate(kind, now)
-            created.append(_Record(kid, kind, now, activates_at))
+            kid = generate_key(self.keys_dir, kind, self.common_name, now)
+            created.append(KeyRecord(kid, kind, now, activates_at))
         # Key files first, keyring last: whoever reads the new keyring finds every file.
-        self._write_keyring(records + created)
+        write_keyring(self.keyring_path, records + created)
+        self._signature, self._records = self._read_records()
         infos = {i.kid: i for i in self._states(records + created, now)}
         return [infos[r.kid] for r in created]
 

@@ -1,4 +1,7 @@
-"""Authlib grant and extension subclasses; every storage hook is one call into storage.py."""
+"""Authlib grant and extension subclasses; every storage hook is one call into storage.py.
+
+The refresh_token grant, with its rotation policy, is in ``refresh.py``.
+"""
 
 from __future__ import annotations
 
@@ -18,14 +21,12 @@ from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import grants as oidc_grants
-from markupsafe import escape
 
 from idp import audit
 from idp import db
 from idp.models.login import LoginSession
 from idp.models.oidc import AuthorizationCode
 from idp.models.oidc import OAuthClient
-from idp.models.oidc import OAuthToken
 from idp.models.oidc import hash_secret
 from idp.models.user import User
 from idp.oidc import storage
@@ -37,9 +38,6 @@ from idp.sessions.service import is_login_active
 from idp.settings import get_settings
 
 AUTHORIZATION_CODE_TTL = timedelta(seconds=60)
-# A confidential client that lost the response to a refresh may retry with the same token
-# this long (its retry authenticates); public clients get no grace.
-REFRESH_GRACE = timedelta(seconds=5)
 MAX_PARAMETER_LENGTH = 2048
 # A signed client assertion may carry a certificate chain in its header.
 MAX_ASSERTION_LENGTH = 8192
@@ -97,34 +95,6 @@ def _validate_lengths(grant: grants.BaseGrant) -> None:
             raise InvalidRequestError(f"Parameter '{name}' is too long.")
 
 
-def build_form_post(
-    redirect_uri: str, params: Sequence[tuple[str, str]]
-) -> tuple[int, str, list[tuple[str, str]]]:
-    """Build a page that POSTs ``params`` to ``redirect_uri`` (OAuth 2.0 Form Post Response Mode).
-
-    Values are HTML-escaped, never percent-encoded, so the client receives them unchanged;
-    without JavaScript the user presses the button.
-    """
-    fields = "".join(
-        f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">'
-        for name, value in params
-    )
-    body = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="referrer" content="no-referrer"><title>Continue</title></head>'
-        '<body onload="document.forms[0].submit()">'
-        f'<form method="post" action="{escape(redirect_uri)}">{fields}'
-        "<noscript><p>JavaScript is off: press Continue to return to the application.</p>"
-        '<button type="submit">Continue</button></noscript></form></body></html>'
-    )
-    headers = [
-        ("Content-Type", "text/html; charset=utf-8"),
-        ("Cache-Control", "no-store"),
-        ("Pragma", "no-cache"),
-    ]
-    return 200, body, headers
-
-
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
     RESPONSE_MODES = ("query", "form_post")
@@ -164,17 +134,13 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         return redirect_uri
 
     def create_authorization_response(self, redirect_uri: str, grant_user: Any) -> Any:
-        status, body, headers = super().create_authorization_response(redirect_uri, grant_user)
-        mode = self.request.payload.data.get("response_mode", "query")
-        if mode != "form_post":
-            return status, body, headers
-        # Authlib appended code (and state) to the redirect_uri's own query: take them back.
+        _, _, headers = super().create_authorization_response(redirect_uri, grant_user)
+        # Authlib appended code (and state) to the redirect_uri's own query: take them back,
+        # for the server to send them with iss, by query or form_post.
         # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc6749/grants/authorization_code.py#L158-L161
         query = parse_qsl(urlsplit(dict(headers)["Location"]).query, keep_blank_values=True)
         params = query[-2:] if self.request.payload.state else query[-1:]
-        # The RFC 9207 extension only rewrites a Location, so add iss here.
-        params.append(("iss", get_settings().issuer))
-        return build_form_post(redirect_uri, params)
+        return self.server.build_authorization_response(redirect_uri, params)
 
     def generate_authorization_code(self) -> str:
         return secrets.token_urlsafe(32)
@@ -330,125 +296,6 @@ class OpenIDCode(_IdTokenMixin, oidc_grants.OpenIDCode):  # type: ignore[misc]
 
 class OpenIDToken(_IdTokenMixin, oidc_grants.OpenIDToken):  # type: ignore[misc]
     """A fresh ID token on refresh (OIDC Core §12.2), without ``nonce``."""
-
-
-class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
-    """Rotate on every use; a reused rotated-out token revokes its family (RFC 9700 §4.14.2)."""
-
-    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
-    INCLUDE_NEW_REFRESH_TOKEN = True
-    # The child a retry within REFRESH_GRACE replaces (its response never reached the client).
-    lost_child: OAuthToken | None = None
-
-    def validate_token_request(self) -> None:
-        client = self._validate_request_client()
-        self.request.client = client
-        refresh_token = self.request.form.get("refresh_token")
-        if not refresh_token:
-            raise InvalidRequestError("Missing 'refresh_token' in request.")
-        token = self.authenticate_refresh_token(refresh_token)
-        if token is None:
-            raise InvalidGrantError()
-        # RFC 6749 §6: "The requested scope MUST NOT include any scope not originally
-        # granted by the resource owner".
-        requested = set((self.request.payload.scope or "").split())
-        if not requested <= set(_granted_scope(token).split()):
-            raise InvalidScopeError()
-        self.request.refresh_token = token
-
-    def authenticate_refresh_token(self, refresh_token: str) -> OAuthToken | None:
-        token = storage.get_token_by_refresh_token(refresh_token)
-        # Another client's token is refused without side effects: it cannot revoke a family.
-        if token is None or token.client_id != self.request.client.get_client_id():
-            return None
-        if token.revoked_at is not None:
-            return None
-        now = db.now()
-        if token.rotated_at is None:
-            return token if _is_refreshable(token, now) else None
-        children = storage.get_child_tokens(token)
-        lost = children[0] if len(children) == 1 else None
-        # The grace is only for a confidential client, whose retry had to authenticate: a
-        # thief replaying a public client's (PKCE app's) old token would take the family over.
-        within_grace = (
-            not self.request.client.is_public
-            and now - token.rotated_at <= REFRESH_GRACE
-            and lost is not None
-            and lost.rotated_at is None
-            and lost.revoked_at is None
-            and _is_refreshable(token, now)
-        )
-        if within_grace:
-            # The client retried (once) after losing the response: replace the child. Still
-            # audited: a thief holding the client's credentials looks the same.
-            self.lost_child = lost
-            _record_reuse(token, within_grace=True, tokens_revoked=0)
-            return token
-        # RFC 9700 §4.14.2: reuse of a rotated refresh token revokes the family.
-        revoked = storage.revoke_family(token.family_id, now)
-        _record_reuse(token, within_grace=False, tokens_revoked=revoked)
-        return None
-
-    def authenticate_user(self, refresh_token: OAuthToken) -> EndUser | None:
-        if refresh_token.user is None or refresh_token.login is None:
-            return None
-        return EndUser(
-            user=refresh_token.user,
-            login=refresh_token.login,
-            client=self.request.client,
-            claims=refresh_token.claims,
-        )
-
-    def issue_token(self, user: EndUser, refresh_token: OAuthToken) -> dict[str, Any]:
-        # RFC 6749 §6: an omitted scope "is treated as equal to the scope originally granted".
-        scope = self.request.payload.scope or _granted_scope(refresh_token)
-        token: dict[str, Any] = self.generate_token(
-            user=user, scope=scope, include_refresh_token=True
-        )
-        return token
-
-    def save_token(self, token: dict[str, Any]) -> None:
-        # Rotation is claimed in the transaction that stores the new pair: Authlib's
-        # revoke_old_credential runs after save_token committed, and concurrent uses of one
-        # token could both succeed.
-        # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc6749/grants/refresh_token.py#L126-L127
-        parent: OAuthToken = self.request.refresh_token
-        now = db.now()
-        if self.lost_child is not None:
-            won = storage.revoke_unused_token(self.lost_child.id, now)
-        else:
-            won = storage.claim_rotation(parent.id, now)
-        if not won:
-            db.get_session().rollback()
-            raise InvalidGrantError()
-        self.server.save_token(token, self.request)
-
-    def revoke_old_credential(self, refresh_token: OAuthToken) -> None:
-        """Do nothing: save_token already rotated the old token."""
-
-
-def _record_reuse(token: OAuthToken, *, within_grace: bool, tokens_revoked: int) -> None:
-    audit.record(
-        "refresh_token_reused",
-        user_id=token.user_id,
-        sid=token.login.sid if token.login else None,
-        rp=token.client_id,
-        within_grace=within_grace,
-        tokens_revoked=tokens_revoked,
-    )
-    db.get_session().commit()
-
-
-def _is_refreshable(token: OAuthToken, now: datetime) -> bool:
-    if token.refresh_expires_at is None or now >= token.refresh_expires_at:
-        return False
-    return token.login is not None and is_login_active(token.login, now)
-
-
-def _granted_scope(token: OAuthToken) -> str:
-    # Every refresh token of a family carries the scope of the grant that began it.
-    root = storage.get_family_root(token.family_id)
-    return root.scope if root is not None else token.scope
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]

@@ -14,6 +14,8 @@ import json
 import secrets
 from typing import Any
 
+from authlib.oauth2 import OAuth2Error
+
 from idp.attributes import SCOPES
 from idp.errors import ConflictError
 from idp.errors import InvalidInputError
@@ -35,14 +37,17 @@ DEFAULT_GRANT_TYPES = ["authorization_code", "refresh_token"]
 RegistrationResponse = tuple[int, dict[str, Any], dict[str, str]]
 
 
-class RegistrationError(Exception):
+class RegistrationError(OAuth2Error):  # type: ignore[misc]
     """A registration request refused with an RFC 7591 §3.2.2 (or RFC 6750 §3.1) error."""
 
     def __init__(self, error: str, description: str, status: int = 400) -> None:
-        super().__init__(description)
-        self.error = error
-        self.description = description
-        self.status = status
+        super().__init__(description, status_code=status, error=error)
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        headers: list[tuple[str, str]] = super().get_headers()
+        if self.status_code == 401:  # RFC 6750 §3: the missing or wrong initial access token
+            headers.append(("WWW-Authenticate", f'Bearer error="{self.error}"'))
+        return headers
 
 
 def _ascii(text: str) -> str:
@@ -224,19 +229,18 @@ def build_registration_response(client: OAuthClient, secret: str | None) -> dict
 def create_registration_response(
     *, registration_token: str | None, authorization: str | None, mimetype: str, body: bytes
 ) -> RegistrationResponse:
-    """Authenticate, validate and store one client; return ``(status, body, headers)``."""
+    """Authenticate, validate and store one client; return ``(status, body, headers)``.
+
+    Raises:
+        RegistrationError: the request is refused; nothing was stored.
+
+    """
+    check_initial_access_token(registration_token, authorization)
+    spec = parse_client_metadata(mimetype, body)
+    try:
+        client, secret = register_client(spec)
+    except (InvalidInputError, ConflictError) as error:
+        raise _metadata_error(str(error)) from None
     # RFC 7591 §3.2.1 answers with a client secret: nothing on the way may cache it.
     headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-    try:
-        check_initial_access_token(registration_token, authorization)
-        spec = parse_client_metadata(mimetype, body)
-        try:
-            client, secret = register_client(spec)
-        except (InvalidInputError, ConflictError) as error:
-            raise _metadata_error(str(error)) from None
-    except RegistrationError as error:
-        if error.status == 401:
-            headers["WWW-Authenticate"] = f'Bearer error="{error.error}"'
-        payload = {"error": error.error, "error_description": error.description}
-        return error.status, payload, headers
     return 201, build_registration_response(client, secret), headers

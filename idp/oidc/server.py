@@ -19,9 +19,10 @@ from authlib.oauth2.rfc6749.errors import InvalidClientError
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
-from authlib.oauth2.rfc9207 import IssuerParameter
 from flask import Flask
+from flask import Response
 from flask import current_app
+from flask import request as flask_request
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from werkzeug.datastructures import MultiDict
@@ -35,6 +36,9 @@ from idp.oidc import grants
 from idp.oidc import storage
 from idp.oidc import tokens
 from idp.oidc.claims import subject_for
+from idp.oidc.refresh import RefreshTokenGrant
+from idp.oidc.responses import ResponseTuple
+from idp.oidc.responses import build_authorization_response
 from idp.replay import remember_once
 from idp.sessions import logout as session_logout
 from idp.sessions import requesters
@@ -186,7 +190,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
     def extract_assertion(self, assertion: str) -> tuple[dict[str, Any], dict[str, Any]]:
         # Authlib lets a mistyped header ("crit": 1) or claims nested past the JSON parser's
         # depth escape as TypeError or RecursionError: a 500 instead of invalid_client.
-        # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc7523/client.py#L145-L155
+        # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc7523/client.py#L145-L160
         try:
             tokens.validate_jws_header(assertion)
             headers, claims = super().extract_assertion(assertion)
@@ -277,7 +281,7 @@ def fetch_jwks(client: OAuthClient) -> dict[str, Any] | None:
 def _authenticate_client_secret_basic(query_client: Any, request: Any) -> OAuthClient | None:
     # Authlib decodes the Basic credentials as UTF-8, and splits a one-word header
     # ("Authorization: Basic"), without catching the ValueError (a 500).
-    # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc6749/util.py#L26-L40
+    # https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc6749/util.py#L26-L38
     try:
         client: OAuthClient | None = authenticate_client_secret_basic(query_client, request)
     except ValueError:
@@ -287,15 +291,52 @@ def _authenticate_client_secret_basic(query_client: Any, request: Any) -> OAuthC
     return client
 
 
-def build_authorization_server(app: Flask) -> AuthorizationServer:
+class OpenIDProvider(AuthorizationServer):  # type: ignore[misc]
+    """Authlib's Flask server; every response to a client's redirect_uri is built here."""
+
+    def handle_error_response(self, request: Any, error: OAuth2Error) -> Response:
+        """Send ``error`` to its validated redirect_uri, else answer it in JSON (RFC 6749 §5.2)."""
+        if not error.redirect_uri:
+            response: Response = super().handle_error_response(request, error)
+            return response
+        params = [("error", error.error)]
+        if error.description:
+            params.append(("error_description", error.description))
+        # An oversized state is the error itself: echoing it would only amplify it.
+        if error.state and len(error.state) <= grants.MAX_PARAMETER_LENGTH:
+            params.append(("state", error.state))
+        redirect: Response = self.handle_response(
+            *self.build_authorization_response(error.redirect_uri, params)
+        )
+        return redirect
+
+    def build_authorization_response(
+        self, redirect_uri: str, params: list[tuple[str, str]]
+    ) -> ResponseTuple:
+        """Return the response carrying ``params`` to the client, with iss, in its response_mode.
+
+        Authlib's RFC 9207 extension is not used: it only rewrites a Location, which a
+        form_post response has none of, and errors rendered outside
+        create_authorization_response never reach it.
+        https://github.com/authlib/authlib/blob/v1.9.10/authlib/oauth2/rfc9207/parameter.py#L24-L34
+        """
+        return build_authorization_response(
+            redirect_uri,
+            params,
+            issuer=_issuer(),
+            response_mode=flask_request.values.get("response_mode", "query"),
+        )
+
+
+def build_authorization_server(app: Flask) -> OpenIDProvider:
     """Create the authorization server of ``app`` with every grant and endpoint we support."""
-    server = AuthorizationServer(app, query_client=storage.get_client, save_token=tokens.save_token)
+    server = OpenIDProvider(app, query_client=storage.get_client, save_token=tokens.save_token)
     server.register_token_generator("default", tokens.TokenGenerator())
     server.register_grant(
         grants.AuthorizationCodeGrant,
         [grants.S256CodeChallenge(required=True), grants.OpenIDCode(require_nonce=False)],
     )
-    server.register_grant(grants.RefreshTokenGrant, [grants.OpenIDToken()])
+    server.register_grant(RefreshTokenGrant, [grants.OpenIDToken()])
     server.register_grant(grants.ClientCredentialsGrant)
     server.register_client_auth_method(PrivateKeyJWT.CLIENT_AUTH_METHOD, PrivateKeyJWT())
     server.register_client_auth_method("client_secret_basic", _authenticate_client_secret_basic)
@@ -304,12 +345,6 @@ def build_authorization_server(app: Flask) -> AuthorizationServer:
     from idp.oidc.logout import EndSession
 
     server.register_endpoint(EndSession)
-
-    class Issuer(IssuerParameter):  # type: ignore[misc]
-        def get_issuer(self) -> str:
-            return _issuer()
-
-    server.register_extension(Issuer())
     return server
 
 
@@ -332,6 +367,6 @@ def client_name_of(args: MultiDict[str, str]) -> str | None:
     return client.client_name if client is not None else None
 
 
-def get_authorization_server() -> AuthorizationServer:
-    server: AuthorizationServer = current_app.extensions["idp.oidc.server"]
+def get_authorization_server() -> OpenIDProvider:
+    server: OpenIDProvider = current_app.extensions["idp.oidc.server"]
     return server
