@@ -201,7 +201,7 @@ def list_live_consents(user_id: int) -> list[tuple[Consent, OAuthClient]]:
         .where(Consent.user_id == user_id, Consent.revoked_at.is_(None))
         .order_by(Consent.granted_at.desc(), Consent.id.desc())
     )
-    return [(consent, client) for consent, client in rows.tuples()]
+    return [(consent, client) for consent, client in rows]
 
 
 def revoke_tokens_of_user_at_client(user_id: int, client_id: str, now: datetime) -> int:
@@ -227,7 +227,7 @@ def get_client_names(client_ids: list[str]) -> dict[str, str]:
             OAuthClient.client_id.in_(client_ids)
         )
     )
-    return {client_id: name for client_id, name in rows.tuples()}
+    return {client_id: name for client_id, name in rows}
 
 
 def purge_codes(before: datetime) -> int:

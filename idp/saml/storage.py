@@ -58,7 +58,7 @@ def get_sp_names(entity_ids: list[str]) -> dict[str, str]:
             ServiceProvider.entity_id.in_(entity_ids)
         )
     )
-    return {entity_id: name for entity_id, name in rows.tuples()}
+    return {entity_id: name for entity_id, name in rows}
 
 
 def get_persistent_id(user_id: int, entity_id: str) -> str | None:
