@@ -7,6 +7,7 @@ from datetime import datetime
 
 from idp import audit
 from idp import db
+from idp.attributes import SCOPES
 from idp.errors import NotFoundError
 from idp.models.user import User
 from idp.oidc import storage
@@ -26,10 +27,17 @@ def list_consents(user: User) -> list[ConsentedClient]:
     """Return the clients ``user`` consented to and has not revoked, newest first."""
     return [
         ConsentedClient(
-            client.client_id, client.client_name, list(consent.scopes), consent.granted_at
+            client.client_id, client.client_name, _in_order(consent.scopes), consent.granted_at
         )
         for consent, client in storage.list_live_consents(user.id)
     ]
+
+
+def _in_order(scopes: list[str]) -> list[str]:
+    # The consent page's order: openid, profile, email, ...; unknown names last.
+    return sorted(
+        scopes, key=lambda name: (SCOPES.index(name) if name in SCOPES else len(SCOPES), name)
+    )
 
 
 def revoke_consent(user: User, client_id: str) -> None:

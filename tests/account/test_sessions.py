@@ -19,7 +19,6 @@ from tests.account.conftest import login_states
 from tests.account.conftest import sign_in
 from tests.account.conftest import submit
 from tests.conftest import Clock
-from tests.conftest import TestUser
 from tests.conftest import make_user
 from tests.helpers import oidc
 from tests.helpers import receiver as rx
