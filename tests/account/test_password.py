@@ -61,8 +61,9 @@ def test_a_new_password_ends_the_other_sessions_and_keeps_this_one(
     rx.assert_tokens_alive(laptop, client, kept)
     rx.assert_tokens_dead(laptop, client, ended)
     (token,) = receiver.tokens
-    assert rx.verify_logout_token(laptop, token, client, now=clock.now)["sid"] == (
-        ended["claims"]["sid"]
+    assert (
+        rx.verify_logout_token(laptop, token, client, now=clock.now)["sid"]
+        == (ended["claims"]["sid"])
     )
     assert login_of(app, PHONE).revoked_reason == "password_changed"
     assert len(rx.audit_events(app, "user_password_changed")) == 1

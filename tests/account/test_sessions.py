@@ -75,7 +75,10 @@ def test_log_out_everywhere_else_keeps_this_session_and_ends_the_others(
     rx.assert_tokens_alive(laptop, client, kept)
     for tokens in ended:
         rx.assert_tokens_dead(laptop, client, tokens)
-    sids = {rx.verify_logout_token(laptop, token, client, now=clock.now)["sid"] for token in receiver.tokens}
+    sids = {
+        rx.verify_logout_token(laptop, token, client, now=clock.now)["sid"]
+        for token in receiver.tokens
+    }
     assert sids == {tokens["claims"]["sid"] for tokens in ended}
     revoked = rx.audit_events(app, "session_revoked")
     assert {event.sid for event in revoked} == sids
@@ -160,6 +163,7 @@ def test_an_unknown_action_is_400_and_nothing_changes(app: Flask, device: Device
     response = submit(laptop, "/account/sessions", action="end_all", sid=login_of(app, PHONE).sid)
     assert response.status_code == 400
     assert login_states(app) == before
+    assert is_signed_in(phone)
 
 
 def test_log_out_everywhere_else_is_offered_only_with_other_sessions(
