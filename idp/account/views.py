@@ -42,6 +42,16 @@ def _require_login_and_csrf() -> ResponseReturnValue | None:
     return None
 
 
+@bp.after_request
+def _private_page(response: Response) -> Response:
+    # Buttons that end sessions must not be clickjacked (framed under a decoy), and a page
+    # listing one's addresses and devices must not stay in a shared cache or the history.
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def _login() -> LoginSession:
     login = sessions.current_login()
     assert login is not None  # noqa: S101 (the before_request hook saw to it)

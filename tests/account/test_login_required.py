@@ -79,3 +79,12 @@ def test_the_home_page_links_to_the_account_pages(app: Flask, device: Device) ->
     page = device(LAPTOP).get("/").get_data(as_text=True)
     for path in PAGES:
         assert f'href="{path}"' in page
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_the_pages_cannot_be_framed_or_cached(app: Flask, device: Device, path: str) -> None:
+    response = device(LAPTOP).get(path)
+    assert response.status_code == 200
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+    assert response.headers["Cache-Control"] == "no-store"
