@@ -152,6 +152,7 @@ def sessions_page() -> ResponseReturnValue:
         }
         for other, joined in listed
     ]
+    rows.sort(key=lambda row: not row["is_current"])  # this device first, then newest first
     return render_template("account/sessions.html", rows=rows)
 
 

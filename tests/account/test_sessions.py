@@ -25,6 +25,8 @@ from tests.helpers import receiver as rx
 from tests.helpers import saml
 from tests.helpers.forms import csrf_token
 
+BOBS_PC = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"
+
 
 def test_the_page_lists_the_users_own_sessions_with_device_address_and_apps(
     app: Flask, device: Device, clock: Clock
@@ -38,18 +40,23 @@ def test_the_page_lists_the_users_own_sessions_with_device_address_and_apps(
     saml.signed_in(phone, settings)
     with app.app_context():
         sp_name = get_sp_names([entity_id])[entity_id]
+    clock.advance(minutes=5)
+    device(TABLET, ip="2001:db8::7")
     bob = make_user(app, "bob@example.com", "bob's password", name="Bob")
-    sign_in(app, bob, TABLET, ip="203.0.113.99")
+    sign_in(app, bob, BOBS_PC, ip="203.0.113.99")
 
     page = unescape(laptop.get("/account/sessions").get_data(as_text=True))
 
     assert "Chrome on Linux" in page and "192.0.2.10" in page
     assert "Safari on iOS" in page and "198.51.100.7" in page
+    assert "Firefox on Android" in page and "2001:db8::7" in page
     # The apps by their display names, not their ids.
     assert f"Apps: Notes, {sp_name}" in page
-    assert "Firefox on Android" not in page and "203.0.113.99" not in page  # bob's
+    assert "Firefox on Windows" not in page and "203.0.113.99" not in page  # bob's
     assert page.count('<span class="badge">this device</span>') == 1
-    assert page.index("Safari on iOS") < page.index("Chrome on Linux")  # newest first
+    # This device first, then the others newest first.
+    order = [page.index(name) for name in ("Chrome on Linux", "Firefox on Android", "Safari")]
+    assert order == sorted(order)
     assert login_of(app, PHONE).sid in page
     assert login_of(app, LAPTOP).sid not in page  # this one signs out through /logout
     assert clock.now.strftime("%Y-%m-%d %H:%M UTC") in page
