@@ -193,6 +193,43 @@ def save_consent(user_id: int, client_id: str, scopes: list[str], now: datetime)
     return consent
 
 
+def list_live_consents(user_id: int) -> list[tuple[Consent, OAuthClient]]:
+    """Return the user's unrevoked consents with their (existing) clients, newest first."""
+    rows = db.get_session().execute(
+        select(Consent, OAuthClient)
+        .join(OAuthClient, OAuthClient.client_id == Consent.client_id)
+        .where(Consent.user_id == user_id, Consent.revoked_at.is_(None))
+        .order_by(Consent.granted_at.desc(), Consent.id.desc())
+    )
+    return [(consent, client) for consent, client in rows]
+
+
+def revoke_tokens_of_user_at_client(user_id: int, client_id: str, now: datetime) -> int:
+    """Revoke every live token issued to ``client_id`` for the user; return how many."""
+    result = db.get_session().execute(
+        update(OAuthToken)
+        .where(
+            OAuthToken.user_id == user_id,
+            OAuthToken.client_id == client_id,
+            OAuthToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def get_client_names(client_ids: list[str]) -> dict[str, str]:
+    """Return ``{client_id: client_name}`` of those clients that exist."""
+    if not client_ids:
+        return {}
+    rows = db.get_session().execute(
+        select(OAuthClient.client_id, OAuthClient.client_name).where(
+            OAuthClient.client_id.in_(client_ids)
+        )
+    )
+    return {client_id: name for client_id, name in rows}
+
+
 def purge_codes(before: datetime) -> int:
     """Delete a batch of codes that expired before ``before``; return how many."""
     return db.delete_batch(AuthorizationCode.id, AuthorizationCode.expires_at < before)

@@ -41,6 +41,11 @@ RELEASABLE = {
 }
 
 
+def get_sp_names(entity_ids: list[str]) -> dict[str, str]:
+    """Return the display name of each registered SP, by entity ID."""
+    return storage.get_sp_names(entity_ids)
+
+
 def _name_id_format(value: str | None, listed: Sequence[str], released: list[str] | None) -> str:
     if value is None:
         return default_name_id_format(listed, released)

@@ -49,6 +49,18 @@ def list_service_providers() -> list[ServiceProvider]:
     return list(db.get_session().scalars(select(ServiceProvider).order_by(ServiceProvider.id)))
 
 
+def get_sp_names(entity_ids: list[str]) -> dict[str, str]:
+    """Return ``{entity_id: name}`` of those SPs that exist."""
+    if not entity_ids:
+        return {}
+    rows = db.get_session().execute(
+        select(ServiceProvider.entity_id, ServiceProvider.name).where(
+            ServiceProvider.entity_id.in_(entity_ids)
+        )
+    )
+    return {entity_id: name for entity_id, name in rows}
+
+
 def get_persistent_id(user_id: int, entity_id: str) -> str | None:
     """Return the user's persistent NameID at this SP, or None."""
     return db.get_session().scalar(

@@ -23,7 +23,9 @@ from werkzeug.wrappers import Response
 
 from idp import audit
 from idp import db
+from idp.errors import NotFoundError
 from idp.models.login import LoginSession
+from idp.models.login import SessionParticipant
 from idp.models.user import User
 from idp.sessions import logout
 from idp.sessions import storage
@@ -34,6 +36,9 @@ from idp.users import service as users
 
 # Levels of assurance (Keycloak's convention): "1" one factor, "2" several factors.
 ACR_SINGLE_FACTOR = "1"
+
+# The revoked_reason of a session its own user ended from another one (/account/sessions).
+REVOKED_BY_USER = "revoked_by_user"
 
 # last_seen_at is written at most this often, so browsing does not write on every request.
 TOUCH_INTERVAL = timedelta(minutes=1)
@@ -253,6 +258,26 @@ def list_logins(user: User | None = None) -> list[LoginSession]:
     return [
         login for login in storage.list_unexpired_logins(now, user) if is_login_active(login, now)
     ]
+
+
+def list_user_logins(user: User) -> list[tuple[LoginSession, list[SessionParticipant]]]:
+    """Return the user's live sessions, newest first, each with the apps that joined it."""
+    return [(login, logout.participants(login)) for login in list_logins(user)]
+
+
+def revoke_user_login(user: User, sid: str) -> LoginSession:
+    """End one live session of ``user`` (at the IdP and every app that joined it); commit.
+
+    Raises:
+        NotFoundError: ``user`` has no live session with this ``sid``; another user's
+            session is not theirs to end, and is not told apart from a missing one.
+
+    """
+    login = storage.get_login_by_sid(sid) if len(sid) <= 64 else None
+    if login is None or login.user_id != user.id or not is_login_active(login, db.now()):
+        raise NotFoundError("no such session")
+    revoke_login(login, reason=REVOKED_BY_USER)
+    return login
 
 
 def is_safe_next(target: str | None) -> bool:

@@ -17,6 +17,7 @@ from idp.models.login import LoginSession
 from idp.models.user import User
 from idp.users import storage
 from idp.users.passwords import hash_password
+from idp.users.passwords import verify_password
 
 # Deliberately simple (the HTML5 "valid e-mail address" shape); delivery is not our check.
 _EMAIL = re.compile(
@@ -151,6 +152,59 @@ def set_password(user: User, password: str, keep_login: LoginSession | None = No
     user.updated_at = db.now()
     audit.record("user_password_changed", user_id=user.id)
     password_changed.send(_app(), user=user, keep_login=keep_login)
+
+
+def change_password(
+    user: User, current_password: str, new_password: str, *, keep_login: LoginSession
+) -> None:
+    """Set a new password when the current one is right (see :func:`set_password`); commit.
+
+    Raises:
+        InvalidInputError: the current password is wrong (audited) or the new one unusable;
+            the password and the sessions are left as they were.
+
+    """
+    if len(current_password) > MAX_PASSWORD_LENGTH or not verify_password(
+        user.password_hash, current_password
+    ):
+        audit.record("password_change_refused", user_id=user.id, sid=keep_login.sid)
+        db.get_session().commit()
+        raise InvalidInputError("the current password is wrong")
+    set_password(user, new_password, keep_login=keep_login)
+
+
+def update_user(
+    user: User,
+    *,
+    name: str | None = None,
+    given_name: str | None = None,
+    family_name: str | None = None,
+) -> User:
+    """Change the user's names; audit what changed; commit. None leaves a field alone.
+
+    Raises:
+        InvalidInputError: an empty or too long name (nothing is changed).
+
+    """
+    changed: dict[str, str | None] = {}
+    if name is not None:
+        name = name.strip()
+        if not name or len(name) > 200:
+            raise InvalidInputError("the name must be 1 to 200 characters")
+        changed["name"] = name
+    for key, value in (("given_name", given_name), ("family_name", family_name)):
+        if value is not None:
+            if len(value.strip()) > 100:
+                raise InvalidInputError(f"{key} must be at most 100 characters")
+            changed[key] = value.strip() or None
+    changed = {key: value for key, value in changed.items() if getattr(user, key) != value}
+    for key, value in changed.items():
+        setattr(user, key, value)
+    if changed:
+        user.updated_at = db.now()
+        audit.record("user_updated", user_id=user.id, fields=sorted(changed))
+    db.get_session().commit()
+    return user
 
 
 def disable_user(email: str) -> User:

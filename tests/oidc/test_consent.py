@@ -68,7 +68,8 @@ def test_untrusted_client_shows_the_requested_scopes(
     assert "Your name and profile" not in text  # profile was not asked for
     assert "frobnicate" not in text  # unknown scopes are dropped
     assert logged_in.email in text
-    assert "change this later" not in text  # no page to change it on yet
+    # The promise holds: /account/apps lists the consent with a "revoke" button.
+    assert 'You can change this later in <a href="/account/apps">' in text
     assert page.headers.get("X-Frame-Options") == "DENY" or "frame-ancestors" in page.headers.get(
         "Content-Security-Policy", ""
     )
