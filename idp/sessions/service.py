@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlencode
 
 from flask import Flask
@@ -281,6 +282,47 @@ def list_logins(user: User | None = None) -> list[LoginSession]:
         for login in db.get_session().scalars(query.order_by(LoginSession.created_at.desc()))
         if is_login_active(login, now)
     ]
+
+
+def page_logins(
+    user: User | None = None, *, before: int | None = None, limit: int = 100
+) -> list[LoginSession]:
+    """Return live login sessions, newest (highest id) first, ids below ``before``."""
+    now = db.now()
+    query = (
+        select(LoginSession)
+        .join(User, LoginSession.user_id == User.id)
+        .where(
+            LoginSession.revoked_at.is_(None),
+            LoginSession.expires_at > now,
+            LoginSession.last_seen_at > now - _settings().session_idle_timeout,
+            User.is_disabled.is_(False),
+        )
+        .order_by(LoginSession.id.desc())
+        .limit(limit)
+    )
+    if user is not None:
+        query = query.where(LoginSession.user_id == user.id)
+    if before is not None:
+        query = query.where(LoginSession.id < before)
+    return list(db.get_session().scalars(query))
+
+
+def describe_login(login: LoginSession) -> dict[str, Any]:
+    """Return the public description of a session (``idp session list --json``, the admin API)."""
+    return {
+        "id": login.sid,
+        "user": login.user.email,
+        "created": login.created_at.isoformat(),
+        "last_seen": login.last_seen_at.isoformat(),
+        "expires": effective_expiry(login).isoformat(),
+        "ip": login.ip,
+        "user_agent": login.user_agent,
+        "participants": [
+            {"protocol": item.protocol, "rp": item.rp, "joined": item.joined_at.isoformat()}
+            for item in logout.participants(login)
+        ],
+    }
 
 
 def is_safe_next(target: str | None) -> bool:

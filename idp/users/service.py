@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
+from sqlalchemy import func
 from sqlalchemy import select
 
 from idp import audit
@@ -70,9 +72,36 @@ def require_user_by_email(email: str) -> User:
     return user
 
 
-def list_users() -> list[User]:
-    """Return every user, oldest first."""
-    return list(db.get_session().scalars(select(User).order_by(User.id)))
+def list_users(
+    *, search: str | None = None, after: int | None = None, limit: int | None = None
+) -> list[User]:
+    """Return users in id order: those whose e-mail or name contains ``search`` (any case)."""
+    query = select(User).order_by(User.id)
+    if search:
+        pattern = (
+            "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        )
+        query = query.where(
+            User.email.like(pattern, escape="\\") | func.lower(User.name).like(pattern, escape="\\")
+        )
+    if after is not None:
+        query = query.where(User.id > after)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(db.get_session().scalars(query))
+
+
+def require_user(user_id: int) -> User:
+    """Return the user with this id.
+
+    Raises:
+        NotFoundError: no such user.
+
+    """
+    user = db.get_session().get(User, user_id) if 0 < user_id < 2**31 else None
+    if user is None:
+        raise NotFoundError(f"no user with id {user_id}")
+    return user
 
 
 def _split_name(name: str) -> tuple[str | None, str | None]:
@@ -153,13 +182,81 @@ def disable_user(email: str) -> User:
         NotFoundError: no such user.
 
     """
+    user = require_user_by_email(email)
+    set_disabled(user, True)
+    return user
+
+
+def set_disabled(user: User, disabled: bool) -> None:
+    """Disable (ending every session of theirs everywhere) or enable the account; commit."""
     from idp.sessions.service import revoke_user_sessions
 
-    user = require_user_by_email(email)
-    if not user.is_disabled:
-        user.is_disabled = True
+    if user.is_disabled != disabled:
+        user.is_disabled = disabled
         user.updated_at = db.now()
-        audit.record("user_disabled", user_id=user.id)
-        revoke_user_sessions(user, reason="user_disabled")
+        audit.record("user_disabled" if disabled else "user_enabled", user_id=user.id)
+        if disabled:
+            revoke_user_sessions(user, reason="user_disabled")
+    db.get_session().commit()
+
+
+def update_user(
+    user: User,
+    *,
+    email: str | None = None,
+    name: str | None = None,
+    given_name: str | None = None,
+    family_name: str | None = None,
+    is_admin: bool | None = None,
+) -> User:
+    """Change the user's profile or admin right; audit; commit. None leaves a field alone.
+
+    Raises:
+        InvalidInputError: a malformed e-mail or name.
+        ConflictError: the e-mail is another user's.
+
+    """
+    changed: dict[str, Any] = {}
+    if email is not None:
+        value = normalize_email(email)
+        if value != user.email:
+            taken = db.get_session().scalar(select(User.id).where(User.email == value))
+            if taken is not None:
+                raise ConflictError(f"a user with e-mail {value!r} already exists")
+            changed["email"] = value
+    if name is not None:
+        name = name.strip()
+        if not name or len(name) > 200:
+            raise InvalidInputError("the name must be 1 to 200 characters")
+        changed["name"] = name
+    for key, part in (("given_name", given_name), ("family_name", family_name)):
+        if part is not None:
+            if len(part.strip()) > 100:
+                raise InvalidInputError(f"{key} must be at most 100 characters")
+            changed[key] = part.strip() or None
+    if is_admin is not None and is_admin != user.is_admin:
+        changed["is_admin"] = is_admin
+    for key, value in changed.items():
+        setattr(user, key, value)
+    if changed:
+        user.updated_at = db.now()
+        audit.record("user_updated", user_id=user.id, fields=sorted(changed))
     db.get_session().commit()
     return user
+
+
+def delete_user(user: User) -> None:
+    """Delete the account: every session of theirs ends everywhere first; commit.
+
+    Their sessions, tokens, codes, consents, group memberships and SAML persistent NameIDs
+    go with them; audit rows stay, naming the user by id.
+    """
+    from idp.sessions.service import revoke_user_sessions
+
+    revoke_user_sessions(user, reason="user_deleted")
+    user_id, email = user.id, user.email
+    session = db.get_session()
+    session.delete(user)
+    session.flush()
+    audit.record("user_deleted", user_id=user_id, email=email)
+    session.commit()

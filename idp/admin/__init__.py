@@ -1,0 +1,1 @@
+"""The admin REST API (and later the console): HTTP over the services of each package."""
