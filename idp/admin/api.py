@@ -63,6 +63,21 @@ def _api_error(error: ApiError) -> ResponseReturnValue:
     return build_problem(error.status, str(error), headers=headers)
 
 
+class FieldError(ApiError):
+    """One parameter is invalid in a way its schema cannot say."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(400, "", f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@bp.errorhandler(FieldError)
+def _field_error(error: FieldError) -> ResponseReturnValue:
+    fields = [{"field": error.field, "message": error.message}]
+    return build_problem(400, "The request is invalid: see errors.", errors=fields)
+
+
 @bp.errorhandler(ValidationError)
 def _validation_error(error: ValidationError) -> ResponseReturnValue:
     fields = [
@@ -183,7 +198,7 @@ def _after(query: schemas.Query) -> int | None:
             return int(text[1:])
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass
-    raise ApiError(400, "", "cursor: not a cursor this API issued.")
+    raise FieldError("cursor", "not a cursor this API issued")
 
 
 def _page(rows: list[Any], limit: int, key: Callable[[Any], int]) -> tuple[list[Any], str | None]:

@@ -8,6 +8,7 @@ from typing import Annotated
 from typing import Any
 from typing import Literal
 
+from pydantic import AfterValidator
 from pydantic import AwareDatetime
 from pydantic import BaseModel
 from pydantic import ConfigDict
@@ -23,7 +24,21 @@ _CLEAN = r"^[^\x00-\x1f\x7f]*$"
 Text = Annotated[str, StringConstraints(pattern=_CLEAN, max_length=2000)]
 Name = Annotated[str, StringConstraints(pattern=_CLEAN, min_length=1, max_length=200)]
 PartName = Annotated[str, StringConstraints(pattern=_CLEAN, max_length=100)]
-Email = Annotated[str, StringConstraints(pattern=_CLEAN, min_length=3, max_length=320)]
+
+
+def _email(value: str) -> str:
+    from idp.errors import InvalidInputError
+    from idp.users.service import normalize_email
+
+    try:
+        return normalize_email(value)
+    except InvalidInputError:
+        raise ValueError("not a valid e-mail address") from None
+
+
+Email = Annotated[
+    str, StringConstraints(pattern=_CLEAN, min_length=3, max_length=320), AfterValidator(_email)
+]
 Uri = Annotated[str, StringConstraints(pattern=_CLEAN, min_length=1, max_length=2000)]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 ScopeName = Annotated[str, StringConstraints(pattern=r"^[\x21\x23-\x5b\x5d-\x7e]{1,64}$")]
