@@ -47,9 +47,9 @@ Limit = Annotated[int, Field(ge=1, le=100, description="Items per page (default 
 
 
 class Input(BaseModel):
-    """A request body: unknown fields are refused."""
+    """A JSON request body: unknown fields and loosely typed values ("yes" for true) are refused."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Query(BaseModel):

@@ -6,14 +6,14 @@ from typing import Any
 
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
-from schemathesis import checks
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from openapi_spec_validator import validate
+from schemathesis import GenerationMode
+from schemathesis import checks
 from sqlalchemy import select
 
 from idp import db
@@ -124,7 +124,8 @@ def test_api_keeps_to_its_document(
     mode: GenerationMode,
 ) -> None:
     """Generated requests (valid and invalid) get documented answers, no 5xx, and a refusal
-    changes nothing."""
+    changes nothing.
+    """
     operation = schemathesis.openapi.from_wsgi(DOCUMENT, app)[API + path][method]
 
     @given(case=operation.as_strategy(generation_mode=mode))
