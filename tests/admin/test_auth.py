@@ -1,4 +1,4 @@
-"""Who may call the admin API: Bearer tokens with the admin scope, verified like a resource server."""
+"""Who may call the admin API: Bearer tokens with the admin scope, checked as a resource server."""
 
 from __future__ import annotations
 

@@ -123,9 +123,7 @@ def test_api_keeps_to_its_document(
     path: str,
     mode: GenerationMode,
 ) -> None:
-    """Generated requests (valid and invalid) get documented answers, no 5xx, and a refusal
-    changes nothing.
-    """
+    """Generated requests get documented answers and no 5xx; a refusal changes nothing."""
     operation = schemathesis.openapi.from_wsgi(DOCUMENT, app)[API + path][method]
 
     @given(case=operation.as_strategy(generation_mode=mode))
