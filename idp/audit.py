@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
+from flask import g
+from flask import has_app_context
 from flask import has_request_context
 from flask import request
+from sqlalchemy import select
 
 from idp import db
 from idp.models.audit import AuditEvent
@@ -49,6 +53,8 @@ def record(
 ) -> AuditEvent:
     """Add an audit row to the current transaction and log it; the caller commits."""
     ip = user_agent = None
+    if has_app_context() and "idp_audit_actor" in g:
+        details = {**g.idp_audit_actor, **details}
     if has_request_context():
         ip = request.remote_addr
         user_agent = (request.user_agent.string or None) and request.user_agent.string[:512]
@@ -74,3 +80,35 @@ def record(
         " ".join(f"{key}={value}" for key, value in sorted(clean.items())),
     )
     return row
+
+
+def set_actor(*, user_id: int | None = None, client_id: str | None = None) -> None:
+    """Name who acts (an admin user or a service account) in every record of this request."""
+    actor: dict[str, Any] = {"actor_user_id": user_id} if user_id is not None else {}
+    if client_id is not None:
+        actor["actor_client_id"] = client_id
+    g.idp_audit_actor = actor
+
+
+def list_events(
+    *,
+    user_id: int | None = None,
+    event: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before: int | None = None,
+    limit: int = 100,
+) -> list[AuditEvent]:
+    """Return audit events matching the filters, newest (highest id) first, ids below ``before``."""
+    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    if user_id is not None:
+        query = query.where(AuditEvent.user_id == user_id)
+    if event is not None:
+        query = query.where(AuditEvent.event == event)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    if until is not None:
+        query = query.where(AuditEvent.at < until)
+    if before is not None:
+        query = query.where(AuditEvent.id < before)
+    return list(db.get_session().scalars(query))

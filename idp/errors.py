@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from collections.abc import Sequence
 
 from flask import Flask
+from flask import Response
 from flask import current_app
 from flask import render_template
 from flask import request
@@ -62,6 +64,39 @@ class ApiError(IdpError):
         self.code = code
 
 
+# RFC 9457 problem details: the admin API's error shape.
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+ADMIN_API_PREFIX = "/api/admin/"
+
+
+def build_problem(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    errors: Sequence[dict[str, str]] = (),
+    headers: Sequence[tuple[str, str]] = (),
+) -> Response:
+    """Build an RFC 9457 ``application/problem+json`` response."""
+    body: dict[str, object] = {
+        "type": "about:blank",
+        "title": title or HTTP_STATUS_TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = list(errors)
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_MEDIA_TYPE)
+    response.headers["Cache-Control"] = "no-store"
+    for key, value in headers:
+        response.headers[key] = value
+    return response
+
+
+def _is_admin_api() -> bool:
+    return request.path.startswith(ADMIN_API_PREFIX)
+
+
 def _wants_json() -> bool:
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return request.path.startswith("/api/") or best == "application/json"
@@ -79,9 +114,26 @@ HTTP_PAGES: dict[int, tuple[str, str]] = {
 }
 
 
+# The title of each status the admin API answers with (RFC 9110 reason phrases).
+HTTP_STATUS_TITLES: dict[int, str] = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    500: "Internal Server Error",
+}
+
+
 def _render(
     status: int, name: str, message: str, headers: Sequence[tuple[str, str]] = ()
 ) -> ResponseReturnValue:
+    if _is_admin_api():
+        return build_problem(status, message, headers=headers)
     if _wants_json():
         return {"error": name.lower().replace(" ", "_"), "message": message}, status, [*headers]
     title = HTTP_PAGES.get(status, (name, ""))[0]

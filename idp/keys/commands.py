@@ -7,12 +7,11 @@ from typing import Any
 
 import click
 
-from idp import audit
 from idp import db
 from idp.cli_support import IdpGroup
 from idp.cli_support import echo_json
+from idp.keys import service
 from idp.keys.store import KeyInfo
-from idp.keys.store import get_key_store
 
 cli = IdpGroup("key", help="See and rotate the signing keys.")
 
@@ -46,7 +45,7 @@ def _when(activates_at: datetime, now: datetime) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def list_(as_json: bool) -> None:
     """List the signing keys and their state (next, active, retiring, retired)."""
-    rows = [_row(info) for info in get_key_store().list_keys(db.now())]
+    rows = [_row(info) for info in service.list_keys()]
     if as_json:
         echo_json(rows)
         return
@@ -67,15 +66,7 @@ def list_(as_json: bool) -> None:
 def rotate(immediate: bool, as_json: bool) -> None:
     """Add a new key of each kind; it is published at once and signs after the JWKS max age."""
     now = db.now()
-    created = get_key_store().rotate(now, immediate=immediate)
-    for info in created:
-        audit.record(
-            "key_rotated",
-            kid=info.kid,
-            kind=info.kind,
-            activates_at=info.activates_at.isoformat(),
-        )
-    db.get_session().commit()
+    created = service.rotate_keys(immediate=immediate)
     if as_json:
         echo_json([_row(info) for info in created])
         return

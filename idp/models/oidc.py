@@ -71,6 +71,9 @@ class OAuthClient(Base):
     is_disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     # An API that may introspect any token; other clients introspect only their own.
     is_resource_server: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A machine: only the client_credentials grant, for the scopes it was registered with
+    # (``admin`` for the admin API).
+    is_service_account: Mapped[bool] = mapped_column(Boolean, default=False)
     # Registered by anyone through RFC 7591: its URIs are fetched only on public addresses.
     is_self_registered: Mapped[bool] = mapped_column(Boolean, default=False)
     # RFC 7591 clients are managed through a registration access token (hash only).

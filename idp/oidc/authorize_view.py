@@ -40,6 +40,7 @@ from idp.models.login import LoginSession
 from idp.oidc import storage
 from idp.oidc.claims import parse_claims_request
 from idp.oidc.claims import scopes_of
+from idp.oidc.clients import allowed_scope
 from idp.oidc.errors import render_oauth_error
 from idp.oidc.grants import AuthorizationCodeGrant
 from idp.oidc.grants import EndUser
@@ -246,7 +247,7 @@ def authorize() -> ResponseReturnValue:
         # Claims named in the ``claims`` parameter need the consent their scopes need.
         named = scopes_of(parse_claims_request(grant.request.payload.data.get("claims")))
         requested = " ".join([grant.request.payload.scope or "", *sorted(named)])
-        scopes = set(client.get_allowed_scope(requested).split())
+        scopes = set(allowed_scope(client, requested, user_is_admin=login.user.is_admin).split())
         if _needs_consent(login, client.client_id, scopes, client.is_trusted):
             if "none" in prompts:
                 raise ConsentRequiredError(redirect_uri=redirect_uri, state=state)

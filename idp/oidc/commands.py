@@ -12,6 +12,7 @@ from idp.cli_support import read_stdin_line
 from idp.errors import InvalidInputError
 from idp.oidc import storage
 from idp.oidc.clients import AUTH_METHODS
+from idp.oidc.clients import DEFAULT_SCOPE
 from idp.oidc.clients import ID_TOKEN_ALGS
 from idp.oidc.clients import ClientSpec
 from idp.oidc.clients import load_jwks
@@ -26,8 +27,7 @@ cli = IdpGroup("client", help="Manage OpenID Connect clients.")
     "--redirect-uri",
     "redirect_uris",
     multiple=True,
-    required=True,
-    help="A redirect URI (exact match); repeat for several.",
+    help="A redirect URI (exact match); repeat for several (none for --service-account).",
 )
 @click.option("--public", is_flag=True, help="A public client: no secret, PKCE required.")
 @click.option("--trusted", is_flag=True, help="Skip the consent page for this client.")
@@ -41,6 +41,17 @@ cli = IdpGroup("client", help="Manage OpenID Connect clients.")
     type=click.Choice(AUTH_METHODS[:-1]),
     default=None,
     help="Token endpoint authentication (default client_secret_basic).",
+)
+@click.option(
+    "--service-account",
+    is_flag=True,
+    help="A machine client: the client_credentials grant only, for the --scope names.",
+)
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    help="A scope the client may get (admin: the admin API); repeat for several.",
 )
 @click.option("--post-logout-redirect-uri", "post_logout_redirect_uris", multiple=True)
 @click.option("--backchannel-logout-uri", default=None)
@@ -65,6 +76,8 @@ def add(
     trusted: bool,
     resource_server: bool,
     auth_method: str | None,
+    service_account: bool,
+    scopes: tuple[str, ...],
     post_logout_redirect_uris: tuple[str, ...],
     backchannel_logout_uri: str | None,
     frontchannel_logout_uri: str | None,
@@ -79,6 +92,12 @@ def add(
     """Register an OpenID Connect client and print its credentials."""
     if public and auth_method:
         raise click.UsageError("--public and --auth-method exclude each other")
+    if service_account and (public or redirect_uris):
+        raise click.UsageError("a --service-account has no --redirect-uri and is not --public")
+    if service_account and not scopes:
+        raise click.UsageError("a --service-account needs at least one --scope")
+    if not service_account and not redirect_uris:
+        raise click.UsageError("Missing option '--redirect-uri'.")
     jwks = None
     if jwks_file is not None:
         try:
@@ -93,6 +112,9 @@ def add(
             token_endpoint_auth_method="none" if public else auth_method or "client_secret_basic",
             is_trusted=trusted,
             is_resource_server=resource_server,
+            is_service_account=service_account,
+            # A service account gets exactly the scopes named; another client gets them too.
+            scope=" ".join(scopes if service_account else (DEFAULT_SCOPE, *scopes)),
             post_logout_redirect_uris=list(post_logout_redirect_uris),
             backchannel_logout_uri=backchannel_logout_uri,
             frontchannel_logout_uri=frontchannel_logout_uri,

@@ -33,7 +33,9 @@ from idp.oidc import storage
 from idp.oidc.claims import build_id_token_claims
 from idp.oidc.claims import parse_claims_request
 from idp.oidc.claims import within_scope
+from idp.oidc.clients import ADMIN_SCOPE
 from idp.oidc.clients import AUTH_METHODS
+from idp.oidc.clients import allowed_scope
 from idp.sessions.service import is_login_active
 from idp.settings import get_settings
 
@@ -157,7 +159,9 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
                 login_session_id=end_user.login.id,
                 redirect_uri=payload.redirect_uri or request.client.get_default_redirect_uri(),
                 response_type=payload.response_type,
-                scope=request.client.get_allowed_scope(payload.scope or ""),
+                scope=allowed_scope(
+                    request.client, payload.scope or "", user_is_admin=end_user.user.is_admin
+                ),
                 nonce=payload.data.get("nonce"),
                 code_challenge=payload.data.get("code_challenge"),
                 code_challenge_method=payload.data.get("code_challenge_method"),
@@ -306,4 +310,7 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
         client: OAuthClient = self.request.client
         requested = set((self.request.payload.scope or "").split())
         if not requested <= set(client.scope.split()):
+            raise InvalidScopeError()
+        # Only a service account registered with it gets ``admin`` without a user.
+        if ADMIN_SCOPE in requested and not client.is_service_account:
             raise InvalidScopeError()

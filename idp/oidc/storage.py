@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import Select
+from sqlalchemy import delete
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import aliased
@@ -43,9 +44,55 @@ def add_client(client: OAuthClient) -> None:
     db.get_session().flush()
 
 
-def list_clients() -> list[OAuthClient]:
-    """Return every client, oldest first."""
-    return list(db.get_session().scalars(select(OAuthClient).order_by(OAuthClient.id)))
+def find_client(client_id: str) -> OAuthClient | None:
+    """Return the client (even disabled) with this ``client_id``, or None."""
+    if not client_id or len(client_id) > 128 or not is_clean(client_id):
+        return None
+    return db.get_session().scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
+
+
+def list_clients(*, after: int | None = None, limit: int | None = None) -> list[OAuthClient]:
+    """Return clients in id order (after the id ``after``, at most ``limit``)."""
+    query = select(OAuthClient).order_by(OAuthClient.id)
+    if after is not None:
+        query = query.where(OAuthClient.id > after)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(db.get_session().scalars(query))
+
+
+def revoke_tokens_of_client(client_id: str, now: datetime) -> int:
+    """Revoke every live token issued to a client; return how many."""
+    result = db.get_session().execute(
+        update(OAuthToken)
+        .where(OAuthToken.client_id == client_id, OAuthToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def delete_client(client: OAuthClient) -> dict[str, int]:
+    """Delete a client and every row issued to it; return how many of each; the caller commits."""
+    session = db.get_session()
+    counts: dict[str, int] = {}
+    # Children first: a rotated token points at its parent.
+    for name, model in (
+        ("tokens", OAuthToken),
+        ("authorization_codes", AuthorizationCode),
+        ("consents", Consent),
+        ("logout_deliveries", LogoutDelivery),
+    ):
+        if model is OAuthToken:
+            session.execute(
+                update(OAuthToken)
+                .where(OAuthToken.client_id == client.client_id)
+                .values(parent_id=None)
+            )
+        result = session.execute(delete(model).where(model.client_id == client.client_id))
+        counts[name] = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    session.delete(client)
+    session.flush()
+    return counts
 
 
 def add_code(code: AuthorizationCode) -> None:

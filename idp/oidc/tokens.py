@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,7 @@ from idp.models.oidc import OAuthToken
 from idp.models.oidc import hash_secret
 from idp.oidc import storage
 from idp.oidc.claims import subject_for
+from idp.oidc.clients import ADMIN_SCOPE
 from idp.sessions import logout as session_logout
 from idp.sessions.service import is_login_active
 from idp.settings import get_settings
@@ -199,6 +201,41 @@ def verify_access_token(access_token: str) -> OAuthToken | None:
     if row is None or not is_token_active(row, now, access=True):
         return None
     return row
+
+
+@dataclass(frozen=True)
+class BearerToken:
+    """A live access token presented to one of the IdP's own APIs, with its enabled client."""
+
+    row: OAuthToken
+    client: OAuthClient
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        return frozenset(self.row.scope.split())
+
+    @property
+    def may_administer(self) -> bool:
+        """Whether the bearer may still use the ``admin`` scope it carries.
+
+        An admin user who has not been demoted, or a service account still registered with it.
+        """
+        if self.row.user is not None:
+            return self.row.user.is_admin and not self.row.user.is_disabled
+        return self.client.is_service_account and ADMIN_SCOPE in self.client.scope.split()
+
+
+def authenticate_bearer(access_token: str) -> BearerToken | None:
+    """Return the live access token and its client, as userinfo and introspection decide, or None.
+
+    Live means: our signature, issuer, ``typ`` at+jwt, not expired, not revoked, its session
+    not ended, its client not disabled or deleted.
+    """
+    row = verify_access_token(access_token)
+    if row is None:
+        return None
+    client = storage.get_client(row.client_id)
+    return BearerToken(row, client) if client is not None else None
 
 
 def is_token_active(row: OAuthToken, now: datetime, *, access: bool) -> bool:

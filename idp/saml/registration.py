@@ -13,6 +13,7 @@ from idp import db
 from idp.attributes import ATTRIBUTES
 from idp.errors import ConflictError
 from idp.errors import InvalidInputError
+from idp.errors import NotFoundError
 from idp.models.saml import ServiceProvider
 from idp.saml import NAMEID_EMAIL
 from idp.saml import NAMEID_FORMATS
@@ -138,3 +139,79 @@ def register_sp_metadata(
         audit.record("sp_updated", rp=sp.entity_id)
     db.get_session().commit()
     return sp.entity_id
+
+
+def list_service_providers(
+    *, after: int | None = None, limit: int | None = None
+) -> list[ServiceProvider]:
+    """Return SPs in id order, after the id ``after``, at most ``limit``."""
+    return storage.list_service_providers(after=after, limit=limit)
+
+
+def require_service_provider(sp_id: int) -> ServiceProvider:
+    """Return the SP with this id.
+
+    Raises:
+        NotFoundError: no such SP.
+
+    """
+    sp = storage.get_service_provider_by_id(sp_id)
+    if sp is None:
+        raise NotFoundError(f"no service provider with id {sp_id}")
+    return sp
+
+
+def require_service_provider_by_entity_id(entity_id: str) -> ServiceProvider:
+    """Return the SP with this entity ID (enabled or not).
+
+    Raises:
+        NotFoundError: no such SP.
+
+    """
+    sp = storage.find_service_provider(entity_id)
+    if sp is None:
+        raise NotFoundError(f"no service provider {entity_id}")
+    return sp
+
+
+def update_sp_settings(
+    sp: ServiceProvider,
+    *,
+    attributes: Sequence[str] | None = None,
+    release_all: bool = False,
+    name_id_format: str | None = None,
+) -> ServiceProvider:
+    """Change what the SP receives: released attributes and NameID format; audit; commit.
+
+    ``release_all`` releases every attribute (``attributes`` None leaves them alone).
+
+    Raises:
+        InvalidInputError: an unknown attribute or a format the release cannot support.
+
+    """
+    released = (
+        None
+        if release_all
+        else (_attributes(attributes) if attributes is not None else sp.attributes)
+    )
+    chosen = sp.name_id_format if name_id_format is None else name_id_format
+    chosen = _name_id_format(chosen, sp.name_id_formats, released)
+    changed = [
+        key
+        for key, value in (("attributes", released), ("name_id_format", chosen))
+        if getattr(sp, key) != value
+    ]
+    sp.attributes = released
+    sp.name_id_format = chosen
+    sp.updated_at = db.now()
+    audit.record("sp_updated", rp=sp.entity_id, fields=changed)
+    db.get_session().commit()
+    return sp
+
+
+def delete_service_provider(sp: ServiceProvider) -> None:
+    """Remove the SP's registration; audit; commit (its users' persistent NameIDs stay)."""
+    entity_id = sp.entity_id
+    storage.delete_service_provider(sp)
+    audit.record("sp_deleted", rp=entity_id)
+    db.get_session().commit()

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import delete
 from sqlalchemy import insert
 from sqlalchemy import or_
 from sqlalchemy import select
@@ -44,9 +45,33 @@ def add_service_provider(sp: ServiceProvider) -> None:
     db.get_session().flush()
 
 
-def list_service_providers() -> list[ServiceProvider]:
-    """Return every SP, oldest first."""
-    return list(db.get_session().scalars(select(ServiceProvider).order_by(ServiceProvider.id)))
+def list_service_providers(
+    *, after: int | None = None, limit: int | None = None
+) -> list[ServiceProvider]:
+    """Return SPs in id order (after the id ``after``, at most ``limit``)."""
+    query = select(ServiceProvider).order_by(ServiceProvider.id)
+    if after is not None:
+        query = query.where(ServiceProvider.id > after)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(db.get_session().scalars(query))
+
+
+def get_service_provider_by_id(sp_id: int) -> ServiceProvider | None:
+    """Return the SP (enabled or not) with this database id, or None."""
+    return db.get_session().get(ServiceProvider, sp_id) if 0 < sp_id < 2**31 else None
+
+
+def delete_service_provider(sp: ServiceProvider) -> None:
+    """Delete an SP and its SessionIndex records; the caller commits.
+
+    Its persistent NameIDs stay: registered again, it finds the same identifiers.
+    """
+    db.get_session().execute(
+        delete(SamlSessionIndex).where(SamlSessionIndex.sp_entity_id == sp.entity_id)
+    )
+    db.get_session().delete(sp)
+    db.get_session().flush()
 
 
 def get_sp_names(entity_ids: list[str]) -> dict[str, str]:

@@ -9,7 +9,6 @@ import click
 from idp.cli_support import IdpGroup
 from idp.cli_support import echo_json
 from idp.errors import NotFoundError
-from idp.sessions import logout
 from idp.sessions import service
 from idp.users.service import require_user_by_email
 
@@ -23,20 +22,7 @@ def list_(email: str | None, as_json: bool) -> None:
     """List live login sessions."""
     user = require_user_by_email(email) if email else None
     rows: list[dict[str, Any]] = [
-        {
-            "id": login.sid,
-            "user": login.user.email,
-            "created": login.created_at.isoformat(),
-            "last_seen": login.last_seen_at.isoformat(),
-            "expires": service.effective_expiry(login).isoformat(),
-            "ip": login.ip,
-            "user_agent": login.user_agent,
-            "participants": [
-                {"protocol": item.protocol, "rp": item.rp, "joined": item.joined_at.isoformat()}
-                for item in logout.participants(login)
-            ],
-        }
-        for login in service.list_logins(user)
+        service.describe_login(login) for login in service.list_logins(user)
     ]
     if as_json:
         echo_json(rows)

@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlencode
 
 from flask import Flask
@@ -108,10 +109,15 @@ def init_app(app: Flask, settings: Settings) -> None:
     logout.get_registry(app).sweeps.extend((expire_stale_logins, purge_ended_logins))
     users.user_disabled.connect(_end_sessions_of_disabled_user, sender=app)
     users.password_changed.connect(_end_other_sessions, sender=app)
+    users.user_deleted.connect(_end_sessions_of_deleted_user, sender=app)
 
 
 def _end_sessions_of_disabled_user(app: Flask, *, user: User) -> None:
     revoke_user_sessions(user, reason="user_disabled")
+
+
+def _end_sessions_of_deleted_user(app: Flask, *, user: User) -> None:
+    revoke_user_sessions(user, reason="user_deleted")
 
 
 def _end_other_sessions(app: Flask, *, user: User, keep_login: LoginSession | None) -> None:
@@ -278,6 +284,32 @@ def revoke_user_login(user: User, sid: str) -> LoginSession:
         raise NotFoundError("no such session")
     revoke_login(login, reason=REVOKED_BY_USER)
     return login
+
+
+def page_logins(
+    user: User | None = None, *, before: int | None = None, limit: int = 100
+) -> list[LoginSession]:
+    """Return live login sessions, newest (highest id) first, ids below ``before``."""
+    now = db.now()
+    idle_cutoff = now - get_settings().session_idle_timeout
+    return storage.page_live_logins(now, idle_cutoff, user=user, before=before, limit=limit)
+
+
+def describe_login(login: LoginSession) -> dict[str, Any]:
+    """Return the public description of a session (``idp session list --json``, the admin API)."""
+    return {
+        "id": login.sid,
+        "user": login.user.email,
+        "created": login.created_at.isoformat(),
+        "last_seen": login.last_seen_at.isoformat(),
+        "expires": effective_expiry(login).isoformat(),
+        "ip": login.ip,
+        "user_agent": login.user_agent,
+        "participants": [
+            {"protocol": item.protocol, "rp": item.rp, "joined": item.joined_at.isoformat()}
+            for item in logout.participants(login)
+        ],
+    }
 
 
 def is_safe_next(target: str | None) -> bool:

@@ -56,6 +56,34 @@ def list_unexpired_logins(
     return list(db.get_session().scalars(query.order_by(LoginSession.created_at.desc())))
 
 
+def page_live_logins(
+    now: datetime,
+    idle_cutoff: datetime,
+    *,
+    user: User | None = None,
+    before: int | None = None,
+    limit: int = 100,
+) -> list[LoginSession]:
+    """Return live sessions of enabled users, newest (highest id) first, ids below ``before``."""
+    query = (
+        select(LoginSession)
+        .join(User, LoginSession.user_id == User.id)
+        .where(
+            LoginSession.revoked_at.is_(None),
+            LoginSession.expires_at > now,
+            LoginSession.last_seen_at > idle_cutoff,
+            User.is_disabled.is_(False),
+        )
+        .order_by(LoginSession.id.desc())
+        .limit(limit)
+    )
+    if user is not None:
+        query = query.where(LoginSession.user_id == user.id)
+    if before is not None:
+        query = query.where(LoginSession.id < before)
+    return list(db.get_session().scalars(query))
+
+
 def list_stale_logins(now: datetime, idle_cutoff: datetime, limit: int) -> list[LoginSession]:
     """Return up to ``limit`` sessions not ended though idle or absolutely expired."""
     return list(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from blinker import Namespace
 from flask import Flask
@@ -32,6 +33,8 @@ user_disabled = _signals.signal("user-disabled")
 """Sent with ``user`` once the account is disabled, before the commit."""
 password_changed = _signals.signal("password-changed")
 """Sent with ``user`` and ``keep_login`` (the session it was changed from, or None)."""
+user_deleted = _signals.signal("user-deleted")
+"""Sent with ``user`` just before the account is deleted."""
 
 
 def normalize_email(email: str) -> str:
@@ -82,9 +85,24 @@ def require_user_by_email(email: str) -> User:
     return user
 
 
-def list_users() -> list[User]:
-    """Return every user, oldest first."""
-    return storage.list_users()
+def list_users(
+    *, search: str | None = None, after: int | None = None, limit: int | None = None
+) -> list[User]:
+    """Return users in id order: those whose e-mail or name contains ``search`` (any case)."""
+    return storage.list_users(search=search, after=after, limit=limit)
+
+
+def require_user(user_id: int) -> User:
+    """Return the user with this id.
+
+    Raises:
+        NotFoundError: no such user.
+
+    """
+    user = storage.get_user(user_id) if 0 < user_id < 2**31 else None
+    if user is None:
+        raise NotFoundError(f"no user with id {user_id}")
+    return user
 
 
 def _split_name(name: str) -> tuple[str | None, str | None]:
@@ -173,30 +191,64 @@ def change_password(
     set_password(user, new_password, keep_login=keep_login)
 
 
+def disable_user(email: str) -> User:
+    """Disable the account and end its login sessions; commit.
+
+    Raises:
+        NotFoundError: no such user.
+
+    """
+    user = require_user_by_email(email)
+    set_disabled(user, True)
+    return user
+
+
+def set_disabled(user: User, disabled: bool) -> None:
+    """Disable (ending every session of theirs everywhere) or enable the account; commit."""
+    if user.is_disabled != disabled:
+        user.is_disabled = disabled
+        user.updated_at = db.now()
+        audit.record("user_disabled" if disabled else "user_enabled", user_id=user.id)
+        if disabled:
+            user_disabled.send(_app(), user=user)
+    db.get_session().commit()
+
+
 def update_user(
     user: User,
     *,
+    email: str | None = None,
     name: str | None = None,
     given_name: str | None = None,
     family_name: str | None = None,
+    is_admin: bool | None = None,
 ) -> User:
-    """Change the user's names; audit what changed; commit. None leaves a field alone.
+    """Change the user's profile or admin right; audit; commit. None leaves a field alone.
 
     Raises:
-        InvalidInputError: an empty or too long name (nothing is changed).
+        InvalidInputError: a malformed e-mail or name.
+        ConflictError: the e-mail is another user's.
 
     """
-    changed: dict[str, str | None] = {}
+    changed: dict[str, Any] = {}
+    if email is not None:
+        value = normalize_email(email)
+        if value != user.email:
+            if storage.email_exists(value):
+                raise ConflictError(f"a user with e-mail {value!r} already exists")
+            changed["email"] = value
     if name is not None:
         name = name.strip()
         if not name or len(name) > 200:
             raise InvalidInputError("the name must be 1 to 200 characters")
         changed["name"] = name
-    for key, value in (("given_name", given_name), ("family_name", family_name)):
-        if value is not None:
-            if len(value.strip()) > 100:
+    for key, part in (("given_name", given_name), ("family_name", family_name)):
+        if part is not None:
+            if len(part.strip()) > 100:
                 raise InvalidInputError(f"{key} must be at most 100 characters")
-            changed[key] = value.strip() or None
+            changed[key] = part.strip() or None
+    if is_admin is not None:
+        changed["is_admin"] = is_admin
     changed = {key: value for key, value in changed.items() if getattr(user, key) != value}
     for key, value in changed.items():
         setattr(user, key, value)
@@ -207,23 +259,21 @@ def update_user(
     return user
 
 
-def disable_user(email: str) -> User:
-    """Disable the account and end its login sessions; commit.
-
-    Raises:
-        NotFoundError: no such user.
-
-    """
-    user = require_user_by_email(email)
-    if not user.is_disabled:
-        user.is_disabled = True
-        user.updated_at = db.now()
-        audit.record("user_disabled", user_id=user.id)
-        user_disabled.send(_app(), user=user)
-    db.get_session().commit()
-    return user
-
-
 def _app() -> Flask:
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     return app
+
+
+def delete_user(user: User) -> None:
+    """Delete the account: every session of theirs ends everywhere first; commit.
+
+    Their sessions, tokens, codes, consents, group memberships and SAML persistent NameIDs
+    go with them; audit rows stay, naming the user by id.
+    """
+    user_deleted.send(_app(), user=user)
+    user_id, email = user.id, user.email
+    session = db.get_session()
+    session.delete(user)
+    session.flush()
+    audit.record("user_deleted", user_id=user_id, email=email)
+    session.commit()

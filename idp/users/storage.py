@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import func
 from sqlalchemy import select
 
 from idp import db
@@ -24,9 +25,26 @@ def add_user(user: User) -> None:
     session.flush()
 
 
-def list_users() -> list[User]:
-    """Return every user, oldest first."""
-    return list(db.get_session().scalars(select(User).order_by(User.id)))
+def get_user(user_id: int) -> User | None:
+    return db.get_session().get(User, user_id)
+
+
+def list_users(
+    *, search: str | None = None, after: int | None = None, limit: int | None = None
+) -> list[User]:
+    """Return users in id order: those whose e-mail or name contains ``search`` (any case)."""
+    query = select(User).order_by(User.id)
+    if search:
+        escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+        query = query.where(
+            User.email.like(pattern, escape="\\") | func.lower(User.name).like(pattern, escape="\\")
+        )
+    if after is not None:
+        query = query.where(User.id > after)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(db.get_session().scalars(query))
 
 
 def get_group(name: str) -> Group | None:

@@ -7,6 +7,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.admin.conftest import service_account
 from tests.helpers import oidc
 from tests.oidc.test_token import assert_token_error
 from tests.oidc.test_token import introspect
@@ -68,7 +69,8 @@ def test_machine_token_gets_no_userinfo(app: Flask, http: FlaskClient) -> None:
 
 
 def test_requested_scope_is_granted(app: Flask, http: FlaskClient) -> None:
-    client = oidc.register(app, "Machine", scope="openid admin")
+    # The admin scope without a user only for a service account (tests/admin/test_auth.py).
+    client = service_account(app, "Machine", "reports", "admin")
 
     body = http.post("/token", data={**CC, "scope": "admin"}, auth=client.basic_auth).get_json()
 
