@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlencode
 
 from flask import Flask
@@ -238,11 +239,13 @@ def expire_stale_logins() -> list[LoginSession]:
 
 
 def purge_ended_logins() -> int:
-    """Delete a batch of sessions ended long ago (with what hangs off them); audit; commit."""
+    """Delete a batch of sessions ended long ago, and of finished deliveries; audit; commit."""
     before = db.now() - db.PURGE_AFTER
     count = storage.purge_logins(before)
-    if count:
-        audit.record("expired_rows_purged", login_sessions=count)
+    deliveries = storage.purge_logout_deliveries(before)
+    purged: dict[str, Any] = {"login_sessions": count, "logout_deliveries": deliveries}
+    if count or deliveries:
+        audit.record("expired_rows_purged", **{name: n for name, n in purged.items() if n})
     db.get_session().commit()
     return count
 

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from idp import db
 from idp.models import AuditEvent
 from idp.models.login import LoginSession
-from idp.models.oidc import LogoutDelivery
+from idp.models.login import LogoutDelivery
 from tests.helpers import oidc
 
 
