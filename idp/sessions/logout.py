@@ -104,12 +104,19 @@ def is_reachable_without_browser(participant: SessionParticipant) -> bool:
     return reachable is not None and reachable(participant.rp)
 
 
-def on_session_ended(login: LoginSession, reason: str) -> None:
-    """Run every protocol's end handler inside the ending transaction (revoke, enqueue)."""
+def on_session_ended(
+    login: LoginSession, reason: str, *, initiator: tuple[str, str] | None = None
+) -> None:
+    """Run every protocol's end handler inside the ending transaction (revoke, enqueue).
+
+    ``initiator`` (protocol, rp) started the logout itself: its queued delivery is dropped.
+    """
     joined = participants(login)
     registry = get_registry()
     for protocol, handler in registry.on_end.items():
         handler(login, [item for item in joined if item.protocol == protocol], reason)
+    if initiator is not None:
+        storage.cancel_logout_deliveries(login.id, *initiator)
 
 
 def after_sessions_ended(logins: Sequence[LoginSession]) -> None:
@@ -143,11 +150,6 @@ def enqueue_delivery(login: LoginSession, protocol: str, rp: str, uri: str) -> N
             give_up_at=now + RETRY_WINDOW,
         )
     )
-
-
-def cancel_delivery(login: LoginSession, protocol: str, rp: str) -> None:
-    """Unqueue the logout of ``login`` to ``rp`` (it started the logout); the caller commits."""
-    storage.cancel_logout_deliveries(login.id, protocol, rp)
 
 
 def _prepare(delivery: LogoutDelivery) -> Send | str:

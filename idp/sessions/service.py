@@ -173,7 +173,7 @@ def current_login() -> LoginSession | None:
     return login
 
 
-def _revoke(login: LoginSession, reason: str) -> bool:
+def _revoke(login: LoginSession, reason: str, initiator: tuple[str, str] | None = None) -> bool:
     if login.revoked_at is not None:
         return False
     now = db.now()
@@ -184,7 +184,7 @@ def _revoke(login: LoginSession, reason: str) -> bool:
     set_committed_value(login, "revoked_reason", reason)
     audit.record("session_revoked", user_id=login.user_id, sid=login.sid, reason=reason)
     # Protocols revoke their tokens and queue their logout messages in this transaction.
-    logout.on_session_ended(login, reason)
+    logout.on_session_ended(login, reason, initiator=initiator)
     return True
 
 
@@ -206,9 +206,14 @@ def get_login_by_sid(sid: str) -> LoginSession | None:
     return storage.get_login_by_sid(sid)
 
 
-def revoke_login(login: LoginSession, reason: str) -> bool:
-    """End one login session everywhere; commit. Return False if it had already ended."""
-    changed = _revoke(login, reason)
+def revoke_login(
+    login: LoginSession, reason: str, *, initiator: tuple[str, str] | None = None
+) -> bool:
+    """End one login session everywhere; commit. Return False if it had already ended.
+
+    ``initiator`` (protocol, rp) asked for the end itself: it is sent no back-channel logout.
+    """
+    changed = _revoke(login, reason, initiator)
     db.get_session().commit()
     if changed:
         logout.after_sessions_ended([login])
