@@ -38,6 +38,7 @@ SLO_URL = "https://sp.example.com/slo"
 IDP_ENTITY_ID = "http://idp.test/saml/metadata"
 SSO_URL = "http://idp.test/saml/sso"
 IDP_SLO_URL = "http://idp.test/saml/slo"
+IDP_SOAP_SLO_URL = "http://idp.test/saml/slo/soap"
 
 NS = {
     "saml": "urn:oasis:names:tc:SAML:2.0:assertion",
@@ -52,6 +53,7 @@ PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
 TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
 EMAIL = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
 ACS_BINDING_POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
+SOAP = "urn:oasis:names:tc:SAML:2.0:bindings:SOAP"
 
 
 def sp_key_pair(name: str = "sp") -> tuple[str, str]:
