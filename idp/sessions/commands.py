@@ -32,7 +32,13 @@ def list_(email: str | None, as_json: bool) -> None:
             "ip": login.ip,
             "user_agent": login.user_agent,
             "participants": [
-                {"protocol": item.protocol, "rp": item.rp, "joined": item.joined_at.isoformat()}
+                {
+                    "protocol": item.protocol,
+                    "rp": item.rp,
+                    "joined": item.joined_at.isoformat(),
+                    # False: front-channel logout only, so told only through a browser.
+                    "reachable_without_browser": logout.is_reachable_without_browser(item),
+                }
                 for item in logout.participants(login)
             ],
         }

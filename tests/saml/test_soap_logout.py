@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -413,3 +414,8 @@ def test_the_registration_keeps_the_soap_location_and_says_who_is_reachable(
         client.client_id: True,
         front_client.client_id: False,
     }
+    # The session object of `idp session list --json` (and so of the admin API) says it too.
+    (listed,) = json.loads(run(app, "session", "list", "--json").output)
+    assert {
+        item["rp"]: item["reachable_without_browser"] for item in listed["participants"]
+    } == reachable
