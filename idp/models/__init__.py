@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from idp.models.audit import AuditEvent
 from idp.models.login import LoginSession
+from idp.models.login import LogoutDelivery
 from idp.models.login import SessionParticipant
 from idp.models.oidc import AuthorizationCode
 from idp.models.oidc import Consent
-from idp.models.oidc import LogoutDelivery
 from idp.models.oidc import OAuthClient
 from idp.models.oidc import OAuthToken
 from idp.models.oidc import ReplayEntry

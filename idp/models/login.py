@@ -59,3 +59,27 @@ class SessionParticipant(Base):
     joined_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
     logged_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class LogoutDelivery(Base):
+    """A back-channel logout message for one RP, retried with back-off until it lands or expires."""
+
+    __tablename__ = "logout_delivery"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    protocol: Mapped[str] = mapped_column(String(8))  # "oidc" or "saml": which sender sends it
+    rp: Mapped[str] = mapped_column(String(1024), index=True)  # client_id or SP entity ID
+    login_session_id: Mapped[int] = mapped_column(
+        ForeignKey("login_session.id", ondelete="CASCADE"), index=True
+    )
+    uri: Mapped[str] = mapped_column(String(2000))
+    # No message is stored: each attempt signs a fresh, short-lived one.
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    give_up_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    last_error: Mapped[str | None] = mapped_column(String(300))
+
+    login: Mapped[LoginSession] = relationship(lazy="joined")

@@ -232,26 +232,3 @@ class ReplayEntry(Base):
 
     key: Mapped[str] = mapped_column(String(300), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
-
-
-class LogoutDelivery(Base):
-    """A back-channel logout token to deliver, retried with back-off until it lands or expires."""
-
-    __tablename__ = "oidc_logout_delivery"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    client_id: Mapped[str] = mapped_column(String(128), index=True)
-    login_session_id: Mapped[int] = mapped_column(
-        ForeignKey("login_session.id", ondelete="CASCADE"), index=True
-    )
-    uri: Mapped[str] = mapped_column(String(2000))
-    # No token is stored: each attempt signs a fresh, short-lived logout token.
-    attempts: Mapped[int] = mapped_column(default=0)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
-    give_up_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
-    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
-    last_error: Mapped[str | None] = mapped_column(String(300))
-
-    login: Mapped[LoginSession] = relationship(lazy="joined")

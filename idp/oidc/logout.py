@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from datetime import timedelta
 from typing import Any
@@ -16,13 +14,12 @@ from flask import Flask
 from joserfc import jwt
 from joserfc.jws import extract_compact
 
-from idp import audit
 from idp import db
 from idp import outbound
 from idp.keys.store import get_key_store
 from idp.models.login import LoginSession
+from idp.models.login import LogoutDelivery
 from idp.models.login import SessionParticipant
-from idp.models.oidc import LogoutDelivery
 from idp.models.oidc import OAuthClient
 from idp.oidc import storage
 from idp.oidc.claims import subject_for
@@ -33,11 +30,6 @@ logger = logging.getLogger(__name__)
 
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 LOGOUT_TOKEN_TTL = timedelta(minutes=2)
-# Failed deliveries are retried with exponential back-off for this long, then abandoned.
-RETRY_WINDOW = timedelta(hours=1)
-FIRST_RETRY = timedelta(seconds=5)
-MAX_RETRY_INTERVAL = timedelta(minutes=10)
-MAX_PARALLEL_DELIVERIES = 8
 
 
 def build_logout_token_claims(
@@ -99,88 +91,25 @@ def on_session_end(login: LoginSession, joined: list[SessionParticipant], reason
         client = storage.get_client(participant.rp)
         if client is None or not client.backchannel_logout_uri:
             continue
-        storage.add_logout_delivery(
-            LogoutDelivery(
-                client_id=client.client_id,
-                login_session_id=login.id,
-                uri=client.backchannel_logout_uri,
-                attempts=0,
-                created_at=now,
-                # The ending request sends it right after commit (deliver_for); the sweeps of
-                # other workers take it only if that attempt never happened.
-                next_attempt_at=now + FIRST_RETRY,
-                give_up_at=now + RETRY_WINDOW,
-            )
+        session_logout.enqueue_delivery(
+            login, "oidc", client.client_id, client.backchannel_logout_uri
         )
 
 
-def _attempt(deliveries: Sequence[LogoutDelivery]) -> None:
-    """Send deliveries in parallel with a short timeout; record and audit each result."""
-    if not deliveries:
-        return
-    jobs: list[tuple[LogoutDelivery, str, bool]] = []
-    for delivery in deliveries:
-        client = storage.get_client(delivery.client_id)
-        if client is None:
-            delivery.failed_at = db.now()
-            delivery.last_error = "client no longer registered"
-            continue
-        token = issue_logout_token(client, delivery.login)
-        jobs.append((delivery, token, not client.is_self_registered))
-    # Each POST ends within outbound.FETCH_DEADLINE, so a user's logout waits at most that
-    # long; what did not land is retried by the sweep.
-    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_DELIVERIES, len(jobs) or 1)) as pool:
-        results = list(pool.map(lambda job: _post(job[0].uri, job[1], allow_private=job[2]), jobs))
-    now = db.now()
-    for (delivery, _token, _allow_private), error in zip(jobs, results, strict=True):
-        delivery.attempts += 1
-        if error is None:
-            delivery.delivered_at = now
-            delivery.next_attempt_at = None
-            audit.record(
-                "backchannel_logout_delivered",
-                sid=delivery.login.sid,
-                user_id=delivery.login.user_id,
-                rp=delivery.client_id,
-                attempts=delivery.attempts,
-            )
-            continue
-        delivery.last_error = error
-        backoff = min(FIRST_RETRY * 2 ** (delivery.attempts - 1), MAX_RETRY_INTERVAL)
-        if now + backoff >= delivery.give_up_at:
-            delivery.failed_at = now
-            delivery.next_attempt_at = None
-            audit.record(
-                "backchannel_logout_abandoned",
-                sid=delivery.login.sid,
-                user_id=delivery.login.user_id,
-                rp=delivery.client_id,
-                attempts=delivery.attempts,
-                error=error,
-            )
-        else:
-            delivery.next_attempt_at = now + backoff
-            audit.record(
-                "backchannel_logout_failed",
-                sid=delivery.login.sid,
-                user_id=delivery.login.user_id,
-                rp=delivery.client_id,
-                attempts=delivery.attempts,
-                error=error,
-            )
-    db.get_session().commit()
+def prepare_delivery(delivery: LogoutDelivery) -> session_logout.Send | str:
+    """Sign a fresh logout token for a queued delivery; return the POST that sends it."""
+    client = storage.get_client(delivery.rp)
+    if client is None:
+        return "client no longer registered"
+    token = issue_logout_token(client, delivery.login)
+    allow_private = not client.is_self_registered
+    return lambda: _post(delivery.uri, token, allow_private=allow_private)
 
 
-def deliver_for(logins: Sequence[LoginSession]) -> None:
-    """Deliver the queued logout tokens of sessions that just ended (post-commit hook)."""
-    _attempt(storage.claim_new_deliveries([login.id for login in logins]))
-
-
-def deliver_due() -> int:
-    """Retry every delivery whose back-off has passed; return how many were tried."""
-    due = storage.claim_due_deliveries(db.now())
-    _attempt(due)
-    return len(due)
+def is_reachable_without_browser(client_id: str) -> bool:
+    """Return whether the client registered a back-channel logout URI."""
+    client = storage.get_client(client_id)
+    return client is not None and bool(client.backchannel_logout_uri)
 
 
 def front_channel_urls(login: LoginSession, joined: list[SessionParticipant]) -> list[str]:
@@ -243,6 +172,6 @@ class EndSession(EndSessionEndpoint):  # type: ignore[misc]
 def init_app(app: Flask) -> None:
     registry = session_logout.get_registry(app)
     registry.on_end["oidc"] = on_session_end
-    registry.after_commit.append(deliver_for)
+    registry.senders["oidc"] = prepare_delivery
+    registry.reachable["oidc"] = is_reachable_without_browser
     registry.front_channel["oidc"] = front_channel_urls
-    registry.periodic.append(deliver_due)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Select
 from sqlalchemy import delete
 from sqlalchemy import select
 from sqlalchemy import update
@@ -12,9 +11,9 @@ from sqlalchemy.orm import aliased
 
 from idp import db
 from idp.inputs import is_clean
+from idp.models.login import LogoutDelivery
 from idp.models.oidc import AuthorizationCode
 from idp.models.oidc import Consent
-from idp.models.oidc import LogoutDelivery
 from idp.models.oidc import OAuthClient
 from idp.models.oidc import OAuthToken
 from idp.models.oidc import hash_secret
@@ -80,7 +79,6 @@ def delete_client(client: OAuthClient) -> dict[str, int]:
         ("tokens", OAuthToken),
         ("authorization_codes", AuthorizationCode),
         ("consents", Consent),
-        ("logout_deliveries", LogoutDelivery),
     ):
         if model is OAuthToken:
             session.execute(
@@ -90,6 +88,12 @@ def delete_client(client: OAuthClient) -> dict[str, int]:
             )
         result = session.execute(delete(model).where(model.client_id == client.client_id))
         counts[name] = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    result = session.execute(
+        delete(LogoutDelivery).where(
+            LogoutDelivery.protocol == "oidc", LogoutDelivery.rp == client.client_id
+        )
+    )
+    counts["logout_deliveries"] = int(result.rowcount or 0)  # type: ignore[attr-defined]
     session.delete(client)
     session.flush()
     return counts
@@ -300,50 +304,3 @@ def purge_tokens(before: datetime) -> int:
         ~family_alive,
         newest_first=True,
     )
-
-
-def purge_logout_deliveries(before: datetime) -> int:
-    """Delete a batch of back-channel deliveries that landed or were abandoned before ``before``."""
-    return db.delete_batch(
-        LogoutDelivery.id,
-        (LogoutDelivery.delivered_at < before) | (LogoutDelivery.failed_at < before),
-    )
-
-
-def add_logout_delivery(delivery: LogoutDelivery) -> None:
-    db.get_session().add(delivery)
-
-
-def _skip_locked(query: Select[LogoutDelivery]) -> Select[LogoutDelivery]:
-    if db.get_database().engine.dialect.name != "postgresql":
-        return query
-    # Several IdP processes deliver at once: each row goes to exactly one of them. ``of``:
-    # PostgreSQL refuses FOR UPDATE on the outer-joined (eager-loaded) login row:
-    # https://www.postgresql.org/docs/16/sql-select.html#SQL-FOR-UPDATE-SHARE
-    return query.with_for_update(skip_locked=True, of=LogoutDelivery)
-
-
-def claim_new_deliveries(login_session_ids: list[int]) -> list[LogoutDelivery]:
-    """Return the never-tried deliveries of these sessions, locked to this worker (PostgreSQL)."""
-    query = select(LogoutDelivery).where(
-        LogoutDelivery.login_session_id.in_(login_session_ids),
-        LogoutDelivery.attempts == 0,
-        LogoutDelivery.delivered_at.is_(None),
-        LogoutDelivery.failed_at.is_(None),
-    )
-    return list(db.get_session().scalars(_skip_locked(query)))
-
-
-def claim_due_deliveries(now: datetime, limit: int = 100) -> list[LogoutDelivery]:
-    """Return deliveries whose back-off has passed, oldest due first, locked to this worker."""
-    query = (
-        select(LogoutDelivery)
-        .where(
-            LogoutDelivery.delivered_at.is_(None),
-            LogoutDelivery.failed_at.is_(None),
-            LogoutDelivery.next_attempt_at <= now,
-        )
-        .order_by(LogoutDelivery.next_attempt_at)
-        .limit(limit)
-    )
-    return list(db.get_session().scalars(_skip_locked(query)))

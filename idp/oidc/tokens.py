@@ -251,17 +251,11 @@ def is_token_active(row: OAuthToken, now: datetime, *, access: bool) -> bool:
 
 
 def purge_expired() -> dict[str, int]:
-    """Delete a batch of long-expired codes, tokens and finished logout deliveries; audit."""
+    """Delete a batch of long-expired codes and tokens; audit."""
     before = db.now() - db.PURGE_AFTER
     codes = storage.purge_codes(before)
     issued = storage.purge_tokens(before)
-    deliveries = storage.purge_logout_deliveries(before)
-    if codes or issued or deliveries:
-        audit.record(
-            "expired_rows_purged",
-            authorization_codes=codes,
-            tokens=issued,
-            logout_deliveries=deliveries,
-        )
+    if codes or issued:
+        audit.record("expired_rows_purged", authorization_codes=codes, tokens=issued)
     db.get_session().commit()
-    return {"authorization_codes": codes, "tokens": issued, "logout_deliveries": deliveries}
+    return {"authorization_codes": codes, "tokens": issued}

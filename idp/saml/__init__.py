@@ -1,7 +1,7 @@
 """SAML 2.0 Identity Provider on the shared login: names from the SAML 2.0 specs, verbatim.
 
-The cross-protocol logout reaches SAML SPs through :func:`idp.saml.logout.front_channel_urls`
-(signed LogoutRequest URLs, from :func:`idp.saml.storage.list_participants`).
+The cross-protocol logout reaches SAML SPs through :mod:`idp.saml.logout`: signed
+LogoutRequests by SOAP (back-channel) where the SP has a SOAP endpoint, else in the browser.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ NSMAP: Final = {"saml": NS_SAML, "samlp": NS_SAMLP, "md": NS_MD, "ds": NS_DS, "x
 
 BINDING_REDIRECT: Final = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
 BINDING_POST: Final = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
+BINDING_SOAP: Final = "urn:oasis:names:tc:SAML:2.0:bindings:SOAP"
+NS_SOAP_ENV: Final = "http://schemas.xmlsoap.org/soap/envelope/"
 PROTOCOL: Final = "urn:oasis:names:tc:SAML:2.0:protocol"
 
 NAMEID_PERSISTENT: Final = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"

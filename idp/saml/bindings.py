@@ -1,7 +1,7 @@
-"""HTTP-Redirect and HTTP-POST bindings (SAML Bindings §3.4, §3.5): decode and encode, pure.
+"""HTTP-Redirect, HTTP-POST and SOAP bindings (SAML Bindings §3.4, §3.5, §3.2): pure codecs.
 
-Hostile input stops here: size-capped inflate, strict base64, one value per parameter and a
-RelayState of at most 80 bytes (Bindings §3.4.3, §3.5.3).
+Hostile input stops here: size-capped inflate, strict base64, one value per parameter, a
+RelayState of at most 80 bytes (Bindings §3.4.3, §3.5.3), SOAP envelopes without DTDs.
 """
 
 from __future__ import annotations
@@ -17,11 +17,14 @@ from typing import Final
 from urllib.parse import quote_plus
 from urllib.parse import unquote_plus
 
+from lxml import etree
+from onelogin.saml2 import xmlparser
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
 from idp.errors import SamlRequestError
 from idp.saml import BINDING_POST
 from idp.saml import BINDING_REDIRECT
+from idp.saml import NS_SOAP_ENV
 
 # Real AuthnRequests and LogoutRequests are a few KiB; anything that inflates past this is a
 # deflate bomb, refused before the XML parser sees a byte.
@@ -199,3 +202,60 @@ def encode_redirect(
     signature = base64.b64encode(sign(query.encode("ascii"))).decode("ascii")
     separator = "&" if "?" in location else "?"
     return f"{location}{separator}{query}&Signature={quote_plus(signature)}"
+
+
+# -- SOAP 1.1 (Bindings §3.2) -------------------------------------------------------------------
+
+SOAP_CONTENT_TYPE: Final = "text/xml; charset=utf-8"
+# Bindings §3.2.2.3: "the SOAPAction HTTP header ... with a value of
+# http://www.oasis-open.org/committees/security".
+SOAP_ACTION: Final = "http://www.oasis-open.org/committees/security"
+SOAP_HEADERS: Final = {"Content-Type": SOAP_CONTENT_TYPE, "SOAPAction": SOAP_ACTION}
+
+
+def _soap(name: str) -> str:
+    return f"{{{NS_SOAP_ENV}}}{name}"
+
+
+def encode_soap(message: etree._Element) -> bytes:
+    """Return ``message`` as the one child of a SOAP 1.1 Body (Bindings §3.2.3)."""
+    envelope = etree.Element(_soap("Envelope"), nsmap={"SOAP-ENV": NS_SOAP_ENV})
+    etree.SubElement(envelope, _soap("Body")).append(message)
+    data: bytes = etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
+    return data
+
+
+def decode_soap(data: bytes) -> bytes:
+    """Return the SAML message a SOAP envelope carries, as bytes for the SAML parser.
+
+    Raises:
+        SamlRequestError: too large, not a SOAP 1.1 envelope with exactly one Body child, or
+            hostile (a DTD or entities).
+
+    """
+    if len(data) > MAX_XML_BYTES:
+        raise SamlRequestError("The SAML message is too large.")
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise SamlRequestError("The SAML message declares a DTD, which is not allowed.")
+    try:
+        envelope = xmlparser.fromstring(data, forbid_dtd=True, forbid_entities=True)
+    except (xmlparser.DTDForbidden, xmlparser.EntitiesForbidden):
+        raise SamlRequestError("The SAML message declares a DTD, which is not allowed.") from None
+    except (etree.XMLSyntaxError, ValueError):
+        raise SamlRequestError("The SAML message is not well-formed XML.") from None
+    bodies = envelope.findall(_soap("Body")) if envelope.tag == _soap("Envelope") else []
+    children = [child for child in bodies[0] if isinstance(child.tag, str)] if bodies else []
+    if len(bodies) != 1 or len(children) != 1:
+        raise SamlRequestError("Expected a SOAP 1.1 envelope with one SAML message in its Body.")
+    message: bytes = etree.tostring(children[0])
+    return message
+
+
+def encode_soap_fault(reason: str) -> bytes:
+    """Return a SOAP 1.1 Client fault: the envelope itself was refused (SOAP 1.1 §4.4)."""
+    envelope = etree.Element(_soap("Envelope"), nsmap={"SOAP-ENV": NS_SOAP_ENV})
+    fault = etree.SubElement(etree.SubElement(envelope, _soap("Body")), _soap("Fault"))
+    etree.SubElement(fault, "faultcode").text = "SOAP-ENV:Client"
+    etree.SubElement(fault, "faultstring").text = reason
+    data: bytes = etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
+    return data

@@ -26,6 +26,7 @@ from idp.errors import InvalidInputError
 from idp.errors import SamlRequestError
 from idp.saml import BINDING_POST
 from idp.saml import BINDING_REDIRECT
+from idp.saml import BINDING_SOAP
 from idp.saml import NAMEID_EMAIL
 from idp.saml import NAMEID_FORMATS
 from idp.saml import NAMEID_PERSISTENT
@@ -46,6 +47,8 @@ METADATA_VALID_FOR: Final = timedelta(days=7)
 MAX_METADATA_BYTES: Final = 512 * 1024
 MAX_LOCATION_LENGTH: Final = 1024
 DELIVERY_BINDINGS: Final = (BINDING_REDIRECT, BINDING_POST)
+# SOAP (Bindings §3.2) is the back channel: LogoutRequests reach the SP without the browser.
+SLO_BINDINGS: Final = (*DELIVERY_BINDINGS, BINDING_SOAP)
 # The claim (idp.attributes) behind the SAML ``mail`` attribute.
 MAIL_CLAIM: Final = "email"
 
@@ -72,6 +75,10 @@ def sso_url(issuer: str) -> str:
 
 def slo_url(issuer: str) -> str:
     return f"{issuer}/saml/slo"
+
+
+def soap_slo_url(issuer: str) -> str:
+    return f"{issuer}/saml/slo/soap"
 
 
 def _certificate_body(pem: str) -> str:
@@ -108,6 +115,9 @@ def build_idp_metadata(
         etree.SubElement(data, _ds("X509Certificate")).text = _certificate_body(pem)
     for binding in DELIVERY_BINDINGS:
         etree.SubElement(idp, _md("SingleLogoutService"), Binding=binding, Location=slo_url(issuer))
+    etree.SubElement(
+        idp, _md("SingleLogoutService"), Binding=BINDING_SOAP, Location=soap_slo_url(issuer)
+    )
     for name_id_format in NAMEID_FORMATS:
         etree.SubElement(idp, _md("NameIDFormat")).text = name_id_format
     for binding in DELIVERY_BINDINGS:
@@ -239,7 +249,7 @@ def parse_sp_metadata(data: bytes, now: datetime) -> SpMetadata:
         raise InvalidInputError("SP metadata: no AssertionConsumerService with HTTP-POST binding")
     slo = []
     for element in sp.findall(_md("SingleLogoutService")):
-        if element.get("Binding") not in DELIVERY_BINDINGS:
+        if element.get("Binding") not in SLO_BINDINGS:
             continue
         response_location = element.get("ResponseLocation")
         slo.append(

@@ -335,22 +335,23 @@ def build_logout_request(
 def build_logout_response(
     *,
     idp_entity_id: str,
-    destination: str,
+    destination: str | None,
     in_response_to: str,
     now: datetime,
     status: str = STATUS_SUCCESS,
     message: str | None = None,
 ) -> etree._Element:
-    """Build an unsigned LogoutResponse (SAML Core §3.7.2)."""
+    """Build an unsigned LogoutResponse (SAML Core §3.7.2); no Destination over SOAP."""
     response = etree.Element(
         _samlp("LogoutResponse"),
         nsmap={"samlp": NS_SAMLP, "saml": NS_SAML},
         ID=new_id(),
         Version="2.0",
         IssueInstant=format_instant(now),
-        Destination=destination,
         InResponseTo=in_response_to,
     )
+    if destination is not None:
+        response.set("Destination", destination)
     etree.SubElement(response, _saml("Issuer")).text = idp_entity_id
     _status(response, status, message)
     return response

@@ -191,3 +191,20 @@ def find_session_indexes(
     if session_indexes:
         query = query.where(SamlSessionIndex.session_index.in_(list(session_indexes)))
     return list(db.get_session().scalars(query.order_by(SamlSessionIndex.id)))
+
+
+def get_session_index(login_session_id: int, entity_id: str) -> SamlSessionIndex | None:
+    """Return what ``entity_id`` was told in one login session (its NameID, SessionIndex)."""
+    return db.get_session().scalar(
+        select(SamlSessionIndex).where(
+            SamlSessionIndex.login_session_id == login_session_id,
+            SamlSessionIndex.sp_entity_id == entity_id,
+        )
+    )
+
+
+def get_session_index_by_value(session_index: str) -> SamlSessionIndex | None:
+    """Return the record of one SessionIndex value, or None."""
+    return db.get_session().scalar(
+        select(SamlSessionIndex).where(SamlSessionIndex.session_index == session_index)
+    )

@@ -1,4 +1,4 @@
-"""SAML endpoints: /saml/metadata, /saml/sso (+ IdP-initiated), /saml/slo (Profiles §4.1, §4.4).
+"""SAML endpoints: /saml/metadata, /saml/sso (+ IdP-initiated), /saml/slo (+ SOAP, Profiles §4.4).
 
 HTTP only: the protocol lives in pending.py, issuance.py and logout.py. Hostile or
 unaddressable requests get an HTML 400 here; errors with a validated SP and ACS go back to the
@@ -28,7 +28,10 @@ from idp.errors import SamlRequestError
 from idp.errors import SamlStatusError
 from idp.keys.store import get_key_store
 from idp.models.saml import ServiceProvider
+from idp.saml import BINDING_POST
 from idp.saml import BINDING_REDIRECT
+from idp.saml import BINDING_SOAP
+from idp.saml import LOGOUT_REASON_USER
 from idp.saml import STATUS_NO_PASSIVE
 from idp.saml import STATUS_SUCCESS
 from idp.saml import bindings
@@ -37,6 +40,7 @@ from idp.saml import issuance
 from idp.saml import logout
 from idp.saml import metadata
 from idp.saml import requests
+from idp.saml import responses
 from idp.saml import signing
 from idp.saml import storage
 from idp.saml.bindings import InboundMessage
@@ -53,18 +57,23 @@ from idp.sessions import service as sessions
 from idp.settings import get_settings
 
 bp = Blueprint("saml", __name__)
+_SOAP_HEADERS = {"Content-Type": bindings.SOAP_CONTENT_TYPE, "Cache-Control": "no-store"}
 
 
 def _entity_id() -> str:
     return metadata.idp_entity_id(get_settings().issuer)
 
 
-@bp.errorhandler(SamlRequestError)
-def _refused(error: SamlRequestError) -> ResponseReturnValue:
+def _record_refusal(error: SamlRequestError) -> None:
     database = db.get_session()
     database.rollback()  # nothing of a refused request is kept, except the audit line
     audit.record("saml_request_refused", rp=g.get("saml_rp"), reason=str(error))
     database.commit()
+
+
+@bp.errorhandler(SamlRequestError)
+def _refused(error: SamlRequestError) -> ResponseReturnValue:
+    _record_refusal(error)
     page = render_template(
         "errors/error.html", status=400, title="Bad SAML request", message=str(error)
     )
@@ -77,6 +86,8 @@ def _post_form(
     xml: bytes,
     relay_state: str | None,
     frontchannel_urls: Sequence[str] = (),
+    *,
+    framable: bool = False,
 ) -> Response:
     page = render_template(
         "saml/post_form.html",
@@ -86,8 +97,11 @@ def _post_form(
         relay_state=relay_state,
         frontchannel_urls=list(frontchannel_urls),
     )
-    # The page carries a bearer assertion: never cached, never framed.
-    headers = {"Cache-Control": "no-store", "Pragma": "no-cache", "X-Frame-Options": "DENY"}
+    # The page may carry a bearer assertion: never cached, never framed. A LogoutRequest's
+    # page is framed by the IdP's own logged-out page (front-channel logout).
+    headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+    if not framable:
+        headers["X-Frame-Options"] = "DENY"
     response: Response = make_response(page, 200, headers)  # text/html, as Flask's default
     return response
 
@@ -266,6 +280,57 @@ def slo() -> ResponseReturnValue:
         relay_state=message.relay_state,
         frontchannel_urls=urls,
     )
+
+
+@bp.route("/saml/slo/post")
+def slo_post_frame() -> ResponseReturnValue:
+    """POST a signed LogoutRequest to an SP with HTTP-POST SLO only, from a front-channel iframe."""
+    record = logout.require_post_frame_record(request.args.get("request", ""))
+    g.saml_rp = record.sp_entity_id
+    endpoint = responses.logout_destination(record.sp, BINDING_POST)
+    if endpoint is None or endpoint[0] != BINDING_POST:
+        raise SamlRequestError("The service provider has no HTTP-POST SingleLogoutService.")
+    now = db.now()
+    message = logout.build_request_to(record, endpoint, LOGOUT_REASON_USER, now)
+    signing.sign(message, *signing.signing_key(now))
+    return _post_form(endpoint[1], "SAMLRequest", signing.serialize(message), None, framable=True)
+
+
+@bp.route("/saml/slo/soap", methods=["POST"])
+def slo_soap() -> ResponseReturnValue:
+    """Answer an SP's SOAP LogoutRequest with a signed LogoutResponse (Bindings §3.2).
+
+    No browser is there: what the request cannot be (hostile, unsigned, from a stranger) gets a
+    SOAP fault, and the session's front-channel-only participants are not reached.
+    """
+    try:
+        message = InboundMessage(
+            BINDING_SOAP,
+            "SAMLRequest",
+            bindings.decode_soap(request.stream.read(bindings.MAX_XML_BYTES + 1)),
+            None,
+        )
+        logout_request = requests.parse_logout_request(message.xml)
+        g.saml_rp = logout_request.issuer
+        sp = _require_sp(logout_request.issuer)
+        inbound.verify_signature(sp, message, logout_request.root, required=True)
+        now = db.now()
+        inbound.validate_received(
+            destination=logout_request.destination,
+            issue_instant=logout_request.issue_instant,
+            endpoint=metadata.soap_slo_url(get_settings().issuer),
+            now=now,
+        )
+        logout.validate_not_expired(logout_request, now)
+        inbound.remember_request(
+            "logout", sp.entity_id, logout_request.id, logout_request.issue_instant
+        )
+    except SamlRequestError as error:
+        _record_refusal(error)
+        return Response(bindings.encode_soap_fault(str(error)), 400, _SOAP_HEADERS)
+    status, _frontchannel_urls = logout.end_sessions(sp, logout_request)
+    answer = logout.build_soap_response(in_response_to=logout_request.id, status=status)
+    return Response(answer, 200, _SOAP_HEADERS)
 
 
 def _send_logout_response(

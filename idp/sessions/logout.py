@@ -9,15 +9,19 @@ import logging
 import threading
 from collections.abc import Callable
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from dataclasses import field
+from datetime import datetime
 from datetime import timedelta
 
 from flask import Flask
 from flask import current_app
 
+from idp import audit
 from idp import db
 from idp.models.login import LoginSession
+from idp.models.login import LogoutDelivery
 from idp.models.login import SessionParticipant
 from idp.sessions import storage
 
@@ -25,11 +29,25 @@ logger = logging.getLogger(__name__)
 
 # How often each server process sweeps expired sessions and retries deliveries.
 MAINTENANCE_INTERVAL = timedelta(seconds=5)
+# Failed back-channel deliveries are retried with exponential back-off for this long, then
+# abandoned.
+RETRY_WINDOW = timedelta(hours=1)
+FIRST_RETRY = timedelta(seconds=5)
+MAX_RETRY_INTERVAL = timedelta(minutes=10)
+MAX_PARALLEL_DELIVERIES = 8
 
 EndHandler = Callable[[LoginSession, list[SessionParticipant], str], None]
 AfterCommit = Callable[[Sequence[LoginSession]], None]
 FrontChannel = Callable[[LoginSession, list[SessionParticipant]], list[str]]
 Periodic = Callable[[], object]
+# The network half of one delivery, run in a worker thread without the app context: it sends
+# and returns None when the RP took the message, else a short reason.
+Send = Callable[[], str | None]
+# A protocol's sender prepares one delivery in the app context (finds the RP, signs a fresh
+# message) and returns its Send, or a reason it cannot be sent at all (the RP is gone).
+Sender = Callable[[LogoutDelivery], Send | str]
+# Whether a participant (its protocol's rp) hears of a session's end without the browser.
+Reachable = Callable[[str], bool]
 
 
 @dataclass
@@ -40,12 +58,17 @@ class LogoutRegistry:
     after_commit: list[AfterCommit] = field(default_factory=list)
     front_channel: dict[str, FrontChannel] = field(default_factory=dict)
     periodic: list[Periodic] = field(default_factory=list)
+    senders: dict[str, Sender] = field(default_factory=dict)
+    reachable: dict[str, Reachable] = field(default_factory=dict)
     # The session service's own sweeps (expiry, purge): run first, and a failure stops the run.
     sweeps: list[Periodic] = field(default_factory=list)
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["idp.logout"] = LogoutRegistry()
+    registry = LogoutRegistry()
+    registry.after_commit.append(deliver_for)
+    registry.periodic.append(deliver_due)
+    app.extensions["idp.logout"] = registry
 
 
 def get_registry(app: Flask | None = None) -> LogoutRegistry:
@@ -71,12 +94,29 @@ def participants(login: LoginSession) -> list[SessionParticipant]:
     return storage.list_participants(login)
 
 
-def on_session_ended(login: LoginSession, reason: str) -> None:
-    """Run every protocol's end handler inside the ending transaction (revoke, enqueue)."""
+def is_reachable_without_browser(participant: SessionParticipant) -> bool:
+    """Return whether ``participant`` is told of the session's end by back-channel.
+
+    False for RPs with front-channel logout only: they hear of it only when a browser that
+    has the IdP's logged-out page open loads their logout URL.
+    """
+    reachable = get_registry().reachable.get(participant.protocol)
+    return reachable is not None and reachable(participant.rp)
+
+
+def on_session_ended(
+    login: LoginSession, reason: str, *, initiator: tuple[str, str] | None = None
+) -> None:
+    """Run every protocol's end handler inside the ending transaction (revoke, enqueue).
+
+    ``initiator`` (protocol, rp) started the logout itself: its queued delivery is dropped.
+    """
     joined = participants(login)
     registry = get_registry()
     for protocol, handler in registry.on_end.items():
         handler(login, [item for item in joined if item.protocol == protocol], reason)
+    if initiator is not None:
+        storage.cancel_logout_deliveries(login.id, *initiator)
 
 
 def after_sessions_ended(logins: Sequence[LoginSession]) -> None:
@@ -88,6 +128,101 @@ def after_sessions_ended(logins: Sequence[LoginSession]) -> None:
             hook(logins)
         except Exception:  # delivery is retried later; a failure must not fail the logout
             logger.exception("post-logout hook failed")
+
+
+# -- the back-channel delivery queue, shared by the protocols ----------------------------------
+
+
+def enqueue_delivery(login: LoginSession, protocol: str, rp: str, uri: str) -> None:
+    """Queue a back-channel logout of ``login`` to ``rp`` at ``uri``; the caller commits."""
+    now = db.now()
+    storage.add_logout_delivery(
+        LogoutDelivery(
+            protocol=protocol,
+            rp=rp,
+            login_session_id=login.id,
+            uri=uri,
+            attempts=0,
+            created_at=now,
+            # The ending request sends it right after commit (deliver_for); the sweeps of
+            # other workers take it only if that attempt never happened.
+            next_attempt_at=now + FIRST_RETRY,
+            give_up_at=now + RETRY_WINDOW,
+        )
+    )
+
+
+def _prepare(delivery: LogoutDelivery) -> Send | str:
+    sender = get_registry().senders.get(delivery.protocol)
+    if sender is None:
+        return f"no sender for {delivery.protocol}"
+    return sender(delivery)
+
+
+def _audit(event: str, delivery: LogoutDelivery, **details: object) -> None:
+    audit.record(
+        event,
+        sid=delivery.login.sid,
+        user_id=delivery.login.user_id,
+        rp=delivery.rp,
+        protocol=delivery.protocol,
+        attempts=delivery.attempts,
+        **details,
+    )
+
+
+def _record(delivery: LogoutDelivery, error: str | None, now: datetime) -> None:
+    """Record one attempt's result: delivered, failed (retried later) or abandoned; audit."""
+    delivery.attempts += 1
+    if error is None:
+        delivery.delivered_at = now
+        delivery.next_attempt_at = None
+        _audit("backchannel_logout_delivered", delivery)
+        return
+    delivery.last_error = error
+    backoff = min(FIRST_RETRY * 2 ** (delivery.attempts - 1), MAX_RETRY_INTERVAL)
+    if now + backoff >= delivery.give_up_at:
+        delivery.failed_at = now
+        delivery.next_attempt_at = None
+        _audit("backchannel_logout_abandoned", delivery, error=error)
+    else:
+        delivery.next_attempt_at = now + backoff
+        _audit("backchannel_logout_failed", delivery, error=error)
+
+
+def _attempt(deliveries: Sequence[LogoutDelivery]) -> None:
+    """Send deliveries in parallel, each within its sender's deadline; record each; commit."""
+    if not deliveries:
+        return
+    jobs: list[tuple[LogoutDelivery, Send]] = []
+    for delivery in deliveries:
+        prepared = _prepare(delivery)
+        if isinstance(prepared, str):
+            delivery.failed_at = db.now()
+            delivery.next_attempt_at = None
+            delivery.last_error = prepared
+            continue
+        jobs.append((delivery, prepared))
+    # Each send ends within outbound.FETCH_DEADLINE, so a user's logout waits at most that
+    # long; what did not land is retried by the sweep.
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_DELIVERIES, len(jobs) or 1)) as pool:
+        results = list(pool.map(lambda job: job[1](), jobs))
+    now = db.now()
+    for (delivery, _send), error in zip(jobs, results, strict=True):
+        _record(delivery, error, now)
+    db.get_session().commit()
+
+
+def deliver_for(logins: Sequence[LoginSession]) -> None:
+    """Deliver the queued logouts of sessions that just ended (post-commit hook)."""
+    _attempt(storage.claim_new_deliveries([login.id for login in logins]))
+
+
+def deliver_due() -> int:
+    """Retry every delivery whose back-off has passed; return how many were tried."""
+    due = storage.claim_due_deliveries(db.now())
+    _attempt(due)
+    return len(due)
 
 
 def front_channel_urls(login: LoginSession, *, initiator: str | None = None) -> list[str]:

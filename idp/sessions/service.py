@@ -183,7 +183,7 @@ def current_login() -> LoginSession | None:
     return login
 
 
-def _revoke(login: LoginSession, reason: str) -> bool:
+def _revoke(login: LoginSession, reason: str, initiator: tuple[str, str] | None = None) -> bool:
     if login.revoked_at is not None:
         return False
     now = db.now()
@@ -194,7 +194,7 @@ def _revoke(login: LoginSession, reason: str) -> bool:
     set_committed_value(login, "revoked_reason", reason)
     audit.record("session_revoked", user_id=login.user_id, sid=login.sid, reason=reason)
     # Protocols revoke their tokens and queue their logout messages in this transaction.
-    logout.on_session_ended(login, reason)
+    logout.on_session_ended(login, reason, initiator=initiator)
     return True
 
 
@@ -216,9 +216,14 @@ def get_login_by_sid(sid: str) -> LoginSession | None:
     return storage.get_login_by_sid(sid)
 
 
-def revoke_login(login: LoginSession, reason: str) -> bool:
-    """End one login session everywhere; commit. Return False if it had already ended."""
-    changed = _revoke(login, reason)
+def revoke_login(
+    login: LoginSession, reason: str, *, initiator: tuple[str, str] | None = None
+) -> bool:
+    """End one login session everywhere; commit. Return False if it had already ended.
+
+    ``initiator`` (protocol, rp) asked for the end itself: it is sent no back-channel logout.
+    """
+    changed = _revoke(login, reason, initiator)
     db.get_session().commit()
     if changed:
         logout.after_sessions_ended([login])
@@ -249,11 +254,13 @@ def expire_stale_logins() -> list[LoginSession]:
 
 
 def purge_ended_logins() -> int:
-    """Delete a batch of sessions ended long ago (with what hangs off them); audit; commit."""
+    """Delete a batch of sessions ended long ago, and of finished deliveries; audit; commit."""
     before = db.now() - db.PURGE_AFTER
     count = storage.purge_logins(before)
-    if count:
-        audit.record("expired_rows_purged", login_sessions=count)
+    deliveries = storage.purge_logout_deliveries(before)
+    purged: dict[str, Any] = {"login_sessions": count, "logout_deliveries": deliveries}
+    if count or deliveries:
+        audit.record("expired_rows_purged", **{name: n for name, n in purged.items() if n})
     db.get_session().commit()
     return count
 
@@ -306,7 +313,13 @@ def describe_login(login: LoginSession) -> dict[str, Any]:
         "ip": login.ip,
         "user_agent": login.user_agent,
         "participants": [
-            {"protocol": item.protocol, "rp": item.rp, "joined": item.joined_at.isoformat()}
+            {
+                "protocol": item.protocol,
+                "rp": item.rp,
+                "joined": item.joined_at.isoformat(),
+                # False: front-channel logout only, so told only through a browser.
+                "reachable_without_browser": logout.is_reachable_without_browser(item),
+            }
             for item in logout.participants(login)
         ],
     }

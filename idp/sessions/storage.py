@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import Select
+from sqlalchemy import delete
 from sqlalchemy import select
 from sqlalchemy import update
 
 from idp import db
 from idp.models.login import LoginSession
+from idp.models.login import LogoutDelivery
 from idp.models.login import SessionParticipant
 from idp.models.user import User
 
@@ -126,3 +129,64 @@ def list_participants(login: LoginSession) -> list[SessionParticipant]:
             .order_by(SessionParticipant.joined_at, SessionParticipant.id)
         )
     )
+
+
+def purge_logout_deliveries(before: datetime) -> int:
+    """Delete a batch of back-channel deliveries that landed or were abandoned before ``before``."""
+    return db.delete_batch(
+        LogoutDelivery.id,
+        (LogoutDelivery.delivered_at < before) | (LogoutDelivery.failed_at < before),
+    )
+
+
+def add_logout_delivery(delivery: LogoutDelivery) -> None:
+    db.get_session().add(delivery)
+
+
+def cancel_logout_deliveries(login_session_id: int, protocol: str, rp: str) -> None:
+    """Delete the not-yet-tried deliveries of one session to one RP (the caller commits)."""
+    db.get_session().execute(
+        delete(LogoutDelivery)
+        .where(
+            LogoutDelivery.login_session_id == login_session_id,
+            LogoutDelivery.protocol == protocol,
+            LogoutDelivery.rp == rp,
+            LogoutDelivery.attempts == 0,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _skip_locked(query: Select[LogoutDelivery]) -> Select[LogoutDelivery]:
+    if db.get_database().engine.dialect.name != "postgresql":
+        return query
+    # Several IdP processes deliver at once: each row goes to exactly one of them. ``of``:
+    # PostgreSQL refuses FOR UPDATE on the outer-joined (eager-loaded) login row:
+    # https://www.postgresql.org/docs/16/sql-select.html#SQL-FOR-UPDATE-SHARE
+    return query.with_for_update(skip_locked=True, of=LogoutDelivery)
+
+
+def claim_new_deliveries(login_session_ids: list[int]) -> list[LogoutDelivery]:
+    """Return the never-tried deliveries of these sessions, locked to this worker (PostgreSQL)."""
+    query = select(LogoutDelivery).where(
+        LogoutDelivery.login_session_id.in_(login_session_ids),
+        LogoutDelivery.attempts == 0,
+        LogoutDelivery.delivered_at.is_(None),
+        LogoutDelivery.failed_at.is_(None),
+    )
+    return list(db.get_session().scalars(_skip_locked(query)))
+
+
+def claim_due_deliveries(now: datetime, limit: int = 100) -> list[LogoutDelivery]:
+    """Return deliveries whose back-off has passed, oldest due first, locked to this worker."""
+    query = (
+        select(LogoutDelivery)
+        .where(
+            LogoutDelivery.delivered_at.is_(None),
+            LogoutDelivery.failed_at.is_(None),
+            LogoutDelivery.next_attempt_at <= now,
+        )
+        .order_by(LogoutDelivery.next_attempt_at)
+        .limit(limit)
+    )
+    return list(db.get_session().scalars(_skip_locked(query)))

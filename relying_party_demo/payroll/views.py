@@ -146,6 +146,21 @@ def sls() -> ResponseReturnValue:
     return redirect(url_for(".home"))
 
 
+@bp.post(saml.SOAP_SLO_PATH)
+def soap_logout() -> ResponseReturnValue:
+    """End the sessions the IdP's back-channel LogoutRequest (SOAP binding) names; answer."""
+    headers = {"Content-Type": "text/xml; charset=utf-8", "Cache-Control": "no-store"}
+    try:
+        answer = saml.answer_soap_logout(request.stream.read(saml.MAX_SOAP_BYTES + 1))
+    except saml.SoapLogoutError as error:
+        current_app.logger.warning("SOAP logout refused: %s", error)
+        return saml.soap_fault(str(error)), 400, headers
+    except Exception:  # the IdP's metadata cannot be loaded: try again later
+        current_app.logger.exception("cannot answer a SOAP LogoutRequest")
+        return saml.soap_fault("The identity provider is unreachable."), 503, headers
+    return answer, 200, headers
+
+
 def base_url() -> str:
     url: str = current_app.config["PAYROLL_BASE_URL"]
     return url

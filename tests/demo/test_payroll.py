@@ -6,6 +6,7 @@ Signatures the SP makes are checked here with ``cryptography`` directly, not wit
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import subprocess
@@ -29,14 +30,17 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
+from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
 from relying_party_demo.payroll import create_app
+from tests.demo.conftest import ALICE
 from tests.demo.conftest import DemoApp
 from tests.demo.conftest import LiveIdp
 from tests.demo.conftest import hidden_fields
 from tests.demo.conftest import post_form
 from tests.demo.conftest import sign_in
 from tests.demo.conftest import stored_user
+from tests.helpers.saml import sp_key_pair
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = {
@@ -47,6 +51,8 @@ NS = {
 }
 POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
 REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
+SOAP = "urn:oasis:names:tc:SAML:2.0:bindings:SOAP"
+NS_SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 IFRAME_SOURCE = re.compile(r'<iframe[^>]*\ssrc="([^"]+)"')
 EMAIL_LINE = 'id="email">alice@example.com</strong>'
@@ -108,8 +114,11 @@ def test_the_metadata_is_valid_and_says_what_the_idp_needs(payroll: DemoApp) -> 
     assert sp.get("WantAssertionsSigned") == "true"
     (acs,) = sp.xpath("md:AssertionConsumerService", namespaces=NS)
     assert (acs.get("Binding"), acs.get("Location")) == (POST, f"{payroll.url}/saml/acs")
-    (sls,) = sp.xpath("md:SingleLogoutService", namespaces=NS)
-    assert (sls.get("Binding"), sls.get("Location")) == (REDIRECT, f"{payroll.url}/saml/sls")
+    # The back channel first (the IdP reaches it without the browser), then the front channel.
+    assert [
+        (sls.get("Binding"), sls.get("Location"))
+        for sls in sp.xpath("md:SingleLogoutService", namespaces=NS)
+    ] == [(SOAP, f"{payroll.url}/saml/soap"), (REDIRECT, f"{payroll.url}/saml/sls")]
     (published,) = sp.xpath(
         "md:KeyDescriptor[not(@use) or @use='signing']//ds:X509Certificate/text()",
         namespaces=NS,
@@ -309,34 +318,82 @@ def test_a_logout_request_the_idp_did_not_sign_is_refused(
     assert EMAIL_LINE in browser.get(f"{payroll.url}/", timeout=30).text
 
 
-def test_a_logout_request_from_the_idp_ends_the_named_session(
+def test_a_logout_at_another_app_reaches_payroll_by_soap(
     idp_server: LiveIdp, notes: DemoApp, payroll: DemoApp, browser: requests.Session
 ) -> None:
     saml_sign_in(browser, payroll)
     notes_page = browser.get(f"{notes.url}/", timeout=30)
     assert EMAIL_LINE in notes_page.text
 
-    # Log out at Notes: the IdP's logged-out page carries the front-channel SAML LogoutRequest
-    # to Payroll in an iframe, which a browser loads; requests loads it by hand.
+    # Log out at Notes: the IdP tells Payroll by a SOAP LogoutRequest, before the page shows.
     logged_out = browser.post(
         f"{notes.url}/logout",
         data={"csrf_token": hidden_fields(notes_page.text)["csrf_token"]},
         timeout=30,
     )
-    frames = [
-        src for src in iframe_sources(logged_out.text) if src.startswith(f"{payroll.url}/saml/sls?")
-    ]
-    assert len(frames) == 1, "the IdP's logged-out page loads no LogoutRequest for Payroll"
-    answer = browser.get(frames[0], allow_redirects=False, timeout=30)
 
-    assert answer.status_code == 302
-    assert answer.headers["Location"].split("?")[0] == idp_location(
-        idp_server, "SingleLogoutService"
-    )
-    response = redirect_message(answer.headers["Location"], "SAMLResponse")
-    assert response.tag == f"{{{NS['samlp']}}}LogoutResponse"
-    check_redirect_signature(answer.headers["Location"], sp_certificate(payroll), "SAMLResponse")
+    assert logged_out.status_code == 200
+    assert not [src for src in iframe_sources(logged_out.text) if src.startswith(payroll.url)]
     assert stored_user(payroll, browser) is None
+    assert EMAIL_LINE not in browser.get(f"{payroll.url}/", timeout=30).text
+
+
+def test_idp_session_revoke_signs_the_user_out_of_payroll(
+    idp_server: LiveIdp, payroll: DemoApp, browser: requests.Session
+) -> None:
+    saml_sign_in(browser, payroll)
+    assert EMAIL_LINE in browser.get(f"{payroll.url}/", timeout=30).text
+    sessions = json.loads(idp_server.idp("session", "list", "--json").stdout)
+    assert any(payroll.client_id in json.dumps(item["participants"]) for item in sessions)
+
+    idp_server.idp("session", "revoke", "--user", ALICE[0])
+
+    assert stored_user(payroll, browser) is None
+    # Payroll's passive sign-in check comes back from the IdP empty-handed (NoPassive).
+    page = post_form(browser, browser.get(f"{payroll.url}/", timeout=30))
+    assert page.url == f"{payroll.url}/"
+    assert EMAIL_LINE not in page.text
+    assert stored_user(payroll, browser) is None
+
+
+def forged_soap_logout_request(payroll: DemoApp, user: dict[str, Any]) -> bytes:
+    """Build a SOAP LogoutRequest for ``user`` as the IdP would, signed with another key."""
+    request = etree.fromstring(
+        f"""<samlp:LogoutRequest xmlns:samlp="{NS["samlp"]}" xmlns:saml="{NS["saml"]}"
+        ID="_{uuid4().hex}" Version="2.0" IssueInstant="2030-01-01T00:00:00Z"
+        Destination="{payroll.url}/saml/soap"><saml:Issuer>{user["issuer"]}</saml:Issuer>
+        <saml:NameID>{user["name_id"]}</saml:NameID></samlp:LogoutRequest>""".encode()
+    )
+    signed = OneLogin_Saml2_Utils.add_sign(request, *sp_key_pair("attacker"))
+    return (
+        f'<SOAP-ENV:Envelope xmlns:SOAP-ENV="{NS_SOAP}"><SOAP-ENV:Body>'.encode()
+        + signed
+        + b"</SOAP-ENV:Body></SOAP-ENV:Envelope>"
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"<!DOCTYPE x [<!ENTITY e 'x'>]><x>&e;</x>", b"not xml", b"<a/>", None],
+    ids=["doctype", "not-xml", "not-soap", "not-the-idps-signature"],
+)
+def test_a_soap_logout_request_payroll_cannot_trust_gets_a_fault(
+    idp_server: LiveIdp, payroll: DemoApp, browser: requests.Session, body: bytes | None
+) -> None:
+    saml_sign_in(browser, payroll)
+    user = stored_user(payroll, browser)
+    assert user is not None
+    if body is None:
+        body = forged_soap_logout_request(payroll, user)
+
+    response = requests.post(
+        f"{payroll.url}/saml/soap", data=body, headers={"Content-Type": "text/xml"}, timeout=30
+    )
+
+    assert response.status_code == 400
+    fault = xml(response.content).find(f"{{{NS_SOAP}}}Body/{{{NS_SOAP}}}Fault")
+    assert fault is not None and fault.findtext("faultcode") == "SOAP-ENV:Client"
+    assert stored_user(payroll, browser) == user
 
 
 def iframe_sources(page: str) -> list[str]:

@@ -9,8 +9,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from idp.oidc.logout import RETRY_WINDOW
-from idp.oidc.logout import deliver_due
+from idp.sessions.logout import RETRY_WINDOW
+from idp.sessions.logout import deliver_due
 from tests.conftest import AuthActions
 from tests.conftest import Clock
 from tests.conftest import TestUser
@@ -66,7 +66,7 @@ def test_logout_token_is_a_signed_jwt_about_the_session(
     assert claims["sub"] == tokens["claims"]["sub"]
     assert claims["iat"] == int(clock.now.timestamp())
     (delivery,) = rx.deliveries(app)
-    assert delivery.client_id == client.client_id
+    assert delivery.rp == client.client_id
     assert delivery.attempts == 1
     assert delivery.delivered_at == clock.now
     assert delivery.next_attempt_at is None
@@ -157,7 +157,7 @@ def test_a_client_that_never_joined_gets_nothing(
     auth.logout()
 
     assert [post.path for post in receiver.received] == ["/notes"]
-    assert [row.client_id for row in rx.deliveries(app)] == [joined.client_id]
+    assert [row.rp for row in rx.deliveries(app)] == [joined.client_id]
 
 
 def test_a_client_of_another_session_gets_nothing(
@@ -452,7 +452,7 @@ def test_each_delivery_goes_to_one_retrier(
     from sqlalchemy import select
 
     from idp import db
-    from idp.models.oidc import LogoutDelivery
+    from idp.models.login import LogoutDelivery
 
     client = oidc.register(app, backchannel_logout_uri=receiver.endpoint())
     rx.sign_in_to(http, client)

@@ -14,9 +14,9 @@ from sqlalchemy import select
 from idp import db
 from idp.models.audit import AuditEvent
 from idp.models.login import LoginSession
+from idp.models.login import LogoutDelivery
 from idp.models.login import SessionParticipant
 from idp.models.oidc import AuthorizationCode
-from idp.models.oidc import LogoutDelivery
 from idp.models.oidc import OAuthToken
 from idp.models.oidc import ReplayEntry
 from idp.replay import remember_once
@@ -70,7 +70,8 @@ def an_old_session(app: Flask, http: FlaskClient, client: oidc.Client, clock: Cl
         login_id = db.get_session().scalars(select(LoginSession.id)).one()
         db.get_session().add(
             LogoutDelivery(
-                client_id=client.client_id,
+                protocol="oidc",
+                rp=client.client_id,
                 login_session_id=login_id,
                 uri="https://rp.example/backchannel",
                 attempts=1,
@@ -97,7 +98,7 @@ def test_the_sweep_purges_expired_rows_and_keeps_live_ones(
         "oauth_authorization_code": 1,
         "oauth_token": 2,
         "replay_entry": 1,
-        "oidc_logout_delivery": 1,
+        "logout_delivery": 1,
     }
     clock.advance(days=2, seconds=1)  # the session's 24 hours, then a day more
 
@@ -110,7 +111,7 @@ def test_the_sweep_purges_expired_rows_and_keeps_live_ones(
         "oauth_authorization_code": 0,
         "oauth_token": 0,
         "replay_entry": 0,
-        "oidc_logout_delivery": 0,
+        "logout_delivery": 0,
     }
     assert purged(app) == {
         "authorization_codes": 1,

@@ -87,7 +87,13 @@ def test_a_code_flow_joins_the_client_to_the_session(
     (row,) = session_list(app)
     assert row["id"] == tokens["claims"]["sid"]
     assert row["participants"] == [
-        {"protocol": "oidc", "rp": client.client_id, "joined": clock.now.isoformat()}
+        {
+            "protocol": "oidc",
+            "rp": client.client_id,
+            "joined": clock.now.isoformat(),
+            # No back-channel logout URI: only a browser can tell it of the session's end.
+            "reachable_without_browser": False,
+        }
     ]
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from idp import db
 from idp.models import AuditEvent
 from idp.models.login import LoginSession
-from idp.models.oidc import LogoutDelivery
+from idp.models.login import LogoutDelivery
 from tests.helpers import oidc
 
 
@@ -32,6 +32,8 @@ class Received:
     path: str
     content_type: str
     form: dict[str, list[str]]
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def logout_token(self) -> str:
@@ -55,6 +57,8 @@ class Receiver:
     redirect_to: str | None = None
     # The body of every answer (a JWK Set for GET, say).
     body: bytes = b""
+    # Or the answer to each request body (a SOAP LogoutResponse to its LogoutRequest).
+    answer: Callable[[bytes], bytes] | None = None
     # Answers the client hung up on before the last byte.
     abandoned: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -76,10 +80,16 @@ def _handler(state: Receiver) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length).decode()
+            raw = self.rfile.read(length)
             with state.lock:
                 state.received.append(
-                    Received(self.path, self.headers.get("Content-Type", ""), parse_qs(body))
+                    Received(
+                        self.path,
+                        self.headers.get("Content-Type", ""),
+                        parse_qs(raw.decode()),
+                        raw,
+                        dict(self.headers.items()),
+                    )
                 )
                 failing = state.fail_next != 0
                 if state.fail_next > 0:
@@ -91,8 +101,9 @@ def _handler(state: Receiver) -> type[BaseHTTPRequestHandler]:
             head = [f"HTTP/1.1 {status} Answer", "Cache-Control: no-store", "Connection: close"]
             if state.redirect_to:
                 head.append(f"Location: {state.redirect_to}")
-            head.append(f"Content-Length: {len(state.body)}")
-            answer = ("\r\n".join(head) + "\r\n\r\n").encode() + state.body
+            payload = state.answer(raw) if state.answer and not failing else state.body
+            head.append(f"Content-Length: {len(payload)}")
+            answer = ("\r\n".join(head) + "\r\n\r\n").encode() + payload
             try:
                 if not state.drip:
                     self.wfile.write(answer)

@@ -38,6 +38,7 @@ SLO_URL = "https://sp.example.com/slo"
 IDP_ENTITY_ID = "http://idp.test/saml/metadata"
 SSO_URL = "http://idp.test/saml/sso"
 IDP_SLO_URL = "http://idp.test/saml/slo"
+IDP_SOAP_SLO_URL = "http://idp.test/saml/slo/soap"
 
 NS = {
     "saml": "urn:oasis:names:tc:SAML:2.0:assertion",
@@ -52,6 +53,7 @@ PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
 TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
 EMAIL = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
 ACS_BINDING_POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
+SOAP = "urn:oasis:names:tc:SAML:2.0:bindings:SOAP"
 
 
 def sp_key_pair(name: str = "sp") -> tuple[str, str]:
@@ -444,3 +446,66 @@ def assert_refused(app: Flask, response: Any, before: dict[str, int], message: s
     assert 'name="SAMLResponse"' not in page
     assert counts(app) == before
     return page
+
+
+# -- SOAP back-channel logout (Bindings §3.2) ----------------------------------------------------
+
+NS_SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
+SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
+
+
+def metadata_with_soap_slo(settings: dict[str, Any], location: str) -> bytes:
+    """Return the SP's metadata with a SOAP SingleLogoutService first (as Shibboleth lists it)."""
+    root = etree.fromstring(sp_metadata(settings))
+    (descriptor,) = root.xpath("md:SPSSODescriptor", namespaces=NS)
+    soap = etree.Element(f"{{{NS['md']}}}SingleLogoutService", Binding=SOAP, Location=location)
+    first = descriptor.xpath("md:SingleLogoutService|md:NameIDFormat", namespaces=NS)[0]
+    first.addprevious(soap)
+    return etree.tostring(root)
+
+
+def register_soap_sp(app: Flask, settings: dict[str, Any], location: str) -> str:
+    """Register the SP of ``settings`` with a SOAP SLO endpoint at ``location``."""
+    from idp.saml.registration import register_sp_metadata
+
+    with app.app_context():
+        return register_sp_metadata(metadata_with_soap_slo(settings, location))
+
+
+def soap_envelope(message: bytes) -> bytes:
+    """Wrap a SAML message in a SOAP 1.1 envelope, as an SP does."""
+    return (
+        f'<SOAP-ENV:Envelope xmlns:SOAP-ENV="{NS_SOAP}"><SOAP-ENV:Body>'.encode()
+        + message
+        + b"</SOAP-ENV:Body></SOAP-ENV:Envelope>"
+    )
+
+
+def soap_message(envelope: bytes) -> etree._Element:
+    """Return the one SAML message in a SOAP envelope's Body."""
+    root = etree.fromstring(envelope)
+    assert root.tag == f"{{{NS_SOAP}}}Envelope"
+    (body,) = root.findall(f"{{{NS_SOAP}}}Body")
+    (message,) = list(body)
+    return message
+
+
+def soap_logout_answer(status: str = SUCCESS, *, issuer: str = SP_ENTITY_ID) -> Any:
+    """Return an SP's answer to a SOAP LogoutRequest: a LogoutResponse with ``status``."""
+
+    def answer(request_envelope: bytes) -> bytes:
+        request = soap_message(request_envelope)
+        response = etree.Element(
+            f"{{{NS['samlp']}}}LogoutResponse",
+            nsmap={"samlp": NS["samlp"], "saml": NS["saml"]},
+            ID=f"_{secrets.token_hex(16)}",
+            Version="2.0",
+            IssueInstant=now_instant(),
+            InResponseTo=request.get("ID"),
+        )
+        etree.SubElement(response, f"{{{NS['saml']}}}Issuer").text = issuer
+        status_element = etree.SubElement(response, f"{{{NS['samlp']}}}Status")
+        etree.SubElement(status_element, f"{{{NS['samlp']}}}StatusCode", Value=status)
+        return soap_envelope(etree.tostring(response))
+
+    return answer

@@ -53,14 +53,16 @@ def test_metadata_describes_the_idp(app: Flask, http: FlaskClient, clock: Clock)
     assert root.get("validUntil") == valid_until
     idp = root.xpath("md:IDPSSODescriptor", namespaces=saml.NS)[0]
     assert idp.get("protocolSupportEnumeration") == "urn:oasis:names:tc:SAML:2.0:protocol"
-    for service, url in (
-        ("SingleSignOnService", saml.SSO_URL),
-        ("SingleLogoutService", saml.IDP_SLO_URL),
+    for service, url, extra in (
+        ("SingleSignOnService", saml.SSO_URL, set()),
+        # The back channel: SPs send SOAP LogoutRequests there (Bindings §3.2).
+        ("SingleLogoutService", saml.IDP_SLO_URL, {(saml.SOAP, saml.IDP_SOAP_SLO_URL)}),
     ):
         endpoints = idp.xpath(f"md:{service}", namespaces=saml.NS)
         assert {(e.get("Binding"), e.get("Location")) for e in endpoints} == {
             (REDIRECT, url),
             (POST, url),
+            *extra,
         }
     assert [e.text for e in idp.xpath("md:NameIDFormat", namespaces=saml.NS)] == [
         saml.PERSISTENT,
