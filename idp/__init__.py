@@ -45,6 +45,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp import replay
     from idp.account import views as account_views
     from idp.admin import api as admin_api
+    from idp.admin import views as admin_views
     from idp.keys import commands as key_commands
     from idp.keys import store as key_store
     from idp.oidc import commands as client_commands
@@ -73,6 +74,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(saml_views.bp)
     app.register_blueprint(account_views.bp)
     app.register_blueprint(admin_api.bp)
+    app.register_blueprint(admin_views.bp)
     # Browsers ask for /favicon.ico wherever no <link rel="icon"> names the icon (JSON, images).
     app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.svg"))
     app.after_request(_security_headers)

@@ -40,6 +40,8 @@ class Outline(HTMLParser):
         self.feed(html)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "title" and self.title:
+            return  # an inline SVG's <title> (a tooltip), not the page's
         if tag in ("title", "h1"):
             self._in = tag
             if tag == "h1":

@@ -1,0 +1,298 @@
+"""The admin console under /admin/: server-rendered pages for admin users; HTTP only.
+
+Every page needs an admin's login and every form a CSRF token; each change is one call into
+the owning package's service (as the admin API makes), audited with the acting admin.
+Revoking all of a user's sessions, rotating keys and deleting a user need a recent login.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint
+from flask import abort
+from flask import flash
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask.typing import ResponseReturnValue
+from markupsafe import Markup
+from werkzeug.wrappers import Response
+
+from idp import audit
+from idp import csrf
+from idp import db
+from idp.admin import charts
+from idp.attributes import BY_CLAIM
+from idp.errors import NotFoundError
+from idp.inputs import is_clean
+from idp.keys import service as keys
+from idp.models.login import LoginSession
+from idp.oidc import clients
+from idp.saml import registration as sps
+from idp.sessions import service as sessions
+from idp.settings import get_settings
+from idp.users import service as users
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+# Sensitive actions need a password typed this recently (the login session's auth_time).
+RECENT_LOGIN = timedelta(minutes=10)
+PAGE_SIZE = 50
+CHART_HOURS = 24
+COUNT_BATCH = 1000
+
+
+@bp.before_request
+def _require_admin_and_csrf() -> ResponseReturnValue | None:
+    login = sessions.current_login()
+    if login is None:
+        return sessions.redirect_to_login(request.full_path.rstrip("?"))
+    if not login.user.is_admin:
+        abort(403, description="This console is for administrators.")
+    audit.set_actor(user_id=login.user_id)
+    if request.method == "POST":
+        csrf.validate()
+    return None
+
+
+@bp.after_request
+def _private_page(response: Response) -> Response:
+    # Buttons that end sessions must not be clickjacked, nor the listings cached.
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _login() -> LoginSession:
+    login = sessions.current_login()
+    assert login is not None  # noqa: S101 (the before_request hook saw to it)
+    return login
+
+
+def _here() -> str:
+    return request.full_path.rstrip("?")
+
+
+def _back(message: str) -> Response:
+    flash(message)
+    return redirect(_here(), 303)
+
+
+def _require_recent_login() -> Response | None:
+    """Send the admin to type the password again unless they did within RECENT_LOGIN.
+
+    The action is not replayed after the password: the admin comes back to the page and
+    confirms it again, knowingly.
+    """
+    login = _login()
+    if db.now() - login.auth_time <= RECENT_LOGIN:
+        return None
+    flash("Confirm with your password, then repeat the action.")
+    return sessions.redirect_to_login(_here(), force=True, login_hint=login.user.email)
+
+
+def _int_arg(name: str) -> int | None:
+    value = request.args.get(name, "")
+    return int(value) if value.isdigit() and len(value) < 10 else None
+
+
+def _page(rows: list[Any], key: str) -> tuple[list[Any], int | None]:
+    """Split a fetch of PAGE_SIZE + 1 rows into the page and the next page's key."""
+    if len(rows) <= PAGE_SIZE:
+        return rows, None
+    return rows[:PAGE_SIZE], int(getattr(rows[PAGE_SIZE - 1], key))
+
+
+# -- dashboard -------------------------------------------------------------------------------
+
+
+def _hourly_counts(event: str, start: datetime) -> list[int]:
+    counts = [0] * CHART_HOURS
+    before = None
+    while True:
+        rows = audit.list_events(event=event, since=start, before=before, limit=COUNT_BATCH)
+        for row in rows:
+            at = row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)
+            hour = int((at - start) / timedelta(hours=1))
+            if 0 <= hour < CHART_HOURS:
+                counts[hour] += 1
+        if len(rows) < COUNT_BATCH:
+            return counts
+        before = rows[-1].id
+
+
+@bp.route("/")
+def dashboard() -> ResponseReturnValue:
+    now = db.now()
+    start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=CHART_HOURS - 1)
+    logins = _hourly_counts("login_success", start)
+    failures = _hourly_counts("login_failure", start)
+    chart = charts.build_hourly_bars(
+        [
+            charts.Series("sign-ins", "bar-ok", logins),
+            charts.Series("failed sign-ins", "bar-bad", failures),
+        ],
+        start=start,
+    )
+    return render_template(
+        "admin/dashboard.html",
+        active_sessions=len(sessions.list_logins()),
+        logins=sum(logins),
+        failures=sum(failures),
+        chart=Markup(chart),  # noqa: S704 (built by charts.py, every value escaped there)
+        clients=clients.list_clients(),
+        sps=sps.list_service_providers(),
+    )
+
+
+# -- users -----------------------------------------------------------------------------------
+
+
+@bp.route("/users", methods=["GET", "POST"])
+def users_page() -> ResponseReturnValue:
+    if request.method == "POST":
+        try:
+            user = users.require_user(int(request.form.get("user_id", "0") or 0))
+        except (NotFoundError, ValueError):
+            abort(404, description="There is no such user.")
+        action = request.form.get("action")
+        if action in ("disable", "enable"):
+            if user.id == _login().user_id:
+                abort(400, description="You cannot disable your own account here.")
+            users.set_disabled(user, action == "disable")
+            return _back(f"{user.email} is {action}d.")
+        if action == "delete":
+            if user.id == _login().user_id:
+                abort(400, description="You cannot delete your own account here.")
+            again = _require_recent_login()
+            if again is not None:
+                return again
+            email = user.email
+            users.delete_user(user)
+            return _back(f"{email} is deleted; their sessions ended everywhere.")
+        abort(400, description="Choose an action.")
+    search = request.args.get("q", "").strip()[:200] or None
+    rows = users.list_users(search=search, after=_int_arg("after"), limit=PAGE_SIZE + 1)
+    page, after = _page(rows, "id")
+    return render_template("admin/users.html", users=page, q=search or "", after=after)
+
+
+# -- apps ------------------------------------------------------------------------------------
+
+
+@bp.route("/apps")
+def apps() -> ResponseReturnValue:
+    issuer = get_settings().issuer
+    released = {
+        sp.id: [
+            BY_CLAIM[claim]
+            for claim in (sp.attributes if sp.attributes is not None else BY_CLAIM)
+            if claim in BY_CLAIM and BY_CLAIM[claim].saml_name
+        ]
+        for sp in sps.list_service_providers()
+    }
+    return render_template(
+        "admin/apps.html",
+        discovery_url=f"{issuer}/.well-known/openid-configuration",
+        metadata_url=f"{issuer}/saml/metadata",
+        clients=clients.list_clients(),
+        sps=sps.list_service_providers(),
+        released=released,
+    )
+
+
+# -- sessions --------------------------------------------------------------------------------
+
+
+@bp.route("/sessions", methods=["GET", "POST"])
+def sessions_page() -> ResponseReturnValue:
+    email = request.args.get("user", "").strip()[:320] or None
+    try:
+        user = users.require_user_by_email(email) if email else None
+    except NotFoundError:
+        abort(404, description="There is no such user.")
+    if request.method == "POST":
+        action = request.form.get("action")
+        if action == "revoke":
+            sid = request.form.get("sid", "")
+            login = sessions.get_login_by_sid(sid) if len(sid) <= 64 and is_clean(sid) else None
+            if login is None:
+                abort(404, description="There is no such session.")
+            sessions.revoke_login(login, reason="admin_revoked")
+            return _back(f"The session of {login.user.email} ended everywhere.")
+        if action == "revoke_all" and user is not None:
+            again = _require_recent_login()
+            if again is not None:
+                return again
+            ended = sessions.revoke_user_sessions(user, reason="admin_revoked")
+            return _back(f"{len(ended)} session(s) of {user.email} ended everywhere.")
+        abort(400, description="Choose a session to end.")
+    rows = sessions.page_logins(user, before=_int_arg("before"), limit=PAGE_SIZE + 1)
+    page, before = _page(rows, "id")
+    return render_template(
+        "admin/sessions.html",
+        user=user,
+        items=[sessions.describe_login(login) for login in page],
+        before=before,
+    )
+
+
+# -- keys ------------------------------------------------------------------------------------
+
+
+@bp.route("/keys", methods=["GET", "POST"])
+def keys_page() -> ResponseReturnValue:
+    if request.method == "POST":
+        again = _require_recent_login()
+        if again is not None:
+            return again
+        created = keys.rotate_keys()
+        return _back(f"{len(created)} new key(s) published; they sign after the JWKS max age.")
+    return render_template("admin/keys.html", keys=keys.list_keys())
+
+
+# -- audit log -------------------------------------------------------------------------------
+
+
+def _parse_since(value: str) -> datetime | None:
+    """Read a ``datetime-local`` value (or an RFC 3339 one); naive times are UTC."""
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+@bp.route("/audit")
+def audit_page() -> ResponseReturnValue:
+    form = {name: request.args.get(name, "").strip()[:320] for name in ("user", "type", "since")}
+    filters: dict[str, Any] = {}
+    error = None
+    if form["user"]:
+        found = users.get_user_by_email(form["user"]) if "@" in form["user"] else None
+        if found is not None:
+            filters["user_id"] = found.id
+        elif form["user"].isdigit() and len(form["user"]) < 10:
+            filters["user_id"] = int(form["user"])
+        else:
+            error = "User: no user has this e-mail address."
+    if form["type"]:
+        if form["type"].replace("_", "").isalpha() and len(form["type"]) <= 64:
+            filters["event"] = form["type"]
+        else:
+            error = "Type: an event type is lower-case letters and underscores."
+    if form["since"]:
+        filters["since"] = _parse_since(form["since"])
+        if filters["since"] is None:
+            error = "Since: give a date and time, like 2026-01-31T09:00."
+    if error is not None:
+        return render_template("admin/audit.html", form=form, events=[], error=error), 400
+    rows = audit.list_events(**filters, before=_int_arg("before"), limit=PAGE_SIZE + 1)
+    page, before = _page(rows, "id")
+    query = {name: value for name, value in form.items() if value}
+    return render_template("admin/audit.html", form=form, events=page, before=before, query=query)
