@@ -42,6 +42,8 @@ PAYROLL_METADATA = """<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0
     <md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data>
       <ds:X509Certificate>{certificate}</ds:X509Certificate>
     </ds:X509Data></ds:KeyInfo></md:KeyDescriptor>
+    <md:SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:SOAP"
+        Location={soap_url}/>
     <md:SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
         Location={slo_url}/>
     <md:NameIDFormat>urn:oasis:names:tc:SAML:2.0:nameid-format:persistent</md:NameIDFormat>
@@ -169,6 +171,7 @@ def _seed_payroll() -> str:
         entity_id=quoteattr(f"{base}/saml/metadata"),
         certificate=body,
         slo_url=quoteattr(f"{base}/saml/sls"),
+        soap_url=quoteattr(f"{base}/saml/soap"),  # back-channel logout (Payroll's SOAP_SLO_PATH)
         acs_url=quoteattr(f"{base}/saml/acs"),
     )
     entity_id = register_sp_metadata(metadata.encode(), replace=True, name="Payroll")
