@@ -8,8 +8,8 @@ from datetime import datetime
 from datetime import timedelta
 from html import escape
 
-WIDTH = 480
-HEIGHT = 140
+WIDTH = 720
+HEIGHT = 150
 AXIS = 18  # room for the hour labels under the bars
 
 
