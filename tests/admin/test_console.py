@@ -20,6 +20,7 @@ from sqlalchemy import select
 from idp import audit
 from idp import db
 from idp.models.user import User
+from idp.settings import get_settings
 from tests.account.conftest import LAPTOP
 from tests.account.conftest import PHONE
 from tests.account.conftest import is_signed_in
@@ -314,10 +315,10 @@ def test_apps_show_what_an_integrator_needs(app: Flask, console: FlaskClient) ->
     sp_settings = saml.sp_settings(console)
     saml.register(app, sp_settings)
     page = text(console.get("/admin/apps"))
-    issuer = app.config["IDP_SETTINGS"].issuer if "IDP_SETTINGS" in app.config else None
-    assert "/.well-known/openid-configuration" in page and "/saml/metadata" in page
-    if issuer:
-        assert f"{issuer}/.well-known/openid-configuration" in page
+    with app.app_context():
+        issuer = get_settings().issuer
+    assert f"{issuer}/.well-known/openid-configuration" in page
+    assert f"{issuer}/saml/metadata" in page
     assert notes.client_id in page and notes.redirect_uri in page
     assert sp_settings["sp"]["entityId"] in page
     assert sp_settings["sp"]["assertionConsumerService"]["url"] in page
@@ -363,14 +364,20 @@ def test_the_audit_log_filters_by_user_type_and_time_and_pages(
         assert '<p class="error" role="alert">' in text(response)
 
 
-def test_an_unknown_session_or_user_is_a_404_and_changes_nothing(
-    app: Flask, user: TestUser, console: FlaskClient
+def test_an_unknown_session_user_or_action_is_refused_and_changes_nothing(
+    app: Flask, user: TestUser, admin: TestUser, console: FlaskClient
 ) -> None:
     sign_in(app, user, PHONE)
     before = login_states(app)
     assert post(console, "/admin/sessions", action="revoke", sid="nope").status_code == 404
     assert post(console, "/admin/users", action="disable", user_id="9999").status_code == 404
     assert console.get("/admin/sessions?user=nobody@example.org").status_code == 404
+    assert post(console, "/admin/sessions", action="bogus").status_code == 400
+    assert post(console, "/admin/users", action="bogus", user_id=str(user.id)).status_code == 400
+    for action in ("disable", "delete"):  # not oneself: that would lock the admin out
+        response = post(console, "/admin/users", action=action, user_id=str(admin.id))
+        assert response.status_code == 400
     assert login_states(app) == before
     with app.app_context():
         assert db.get_session().scalar(select(User).where(User.is_disabled)) is None
+        assert db.get_session().get(User, admin.id) is not None
