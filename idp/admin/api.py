@@ -110,7 +110,7 @@ def _authenticate() -> None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "", "A Bearer access token with the admin scope is required.")
-    bearer = tokens.authenticate_bearer(token.strip())
+    bearer = tokens.authenticate_bearer(token.strip(), request.remote_addr)
     if bearer is None:
         raise ApiError(401, "invalid_token", "The access token is invalid, expired or revoked.")
     if clients.ADMIN_SCOPE not in bearer.scopes:
@@ -118,9 +118,9 @@ def _authenticate() -> None:
     if not bearer.may_administer:
         # A demoted admin's token, or a service account no longer registered with the scope.
         raise ApiError(401, "invalid_token", "The token's holder is no longer an admin.")
-    if bearer.row.user is not None:
-        audit.set_actor(user_id=bearer.row.user.id)
-    else:
+    if bearer.user is not None:
+        audit.set_actor(user_id=bearer.user.id)
+    elif bearer.client is not None:
         audit.set_actor(client_id=bearer.client.client_id)
 
 
