@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import text
 
+from idp import db
 from idp.settings import get_settings
 from idp.users.service import disable_user
 from tests.conftest import Clock
@@ -110,3 +112,21 @@ def test_turned_off_tokens_are_refused(
     _refused(http, pat["token"])
     result = run(app, "token", "create", user.email, "--name", "x")
     assert result.exit_code == 1 and "turned off" in result.stderr
+
+
+def test_no_token_value_in_any_log_or_audit_row(
+    app: Flask, http: FlaskClient, user: TestUser, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    created = create_pat(app, user.email, "--scope", "openid")
+    token = created["token"]
+    assert http.get("/userinfo", headers=bearer(token)).status_code == 200
+    assert http.get("/userinfo", headers=bearer(token[:-1] + "!")).status_code == 401
+    assert run(app, "token", "revoke", str(created["id"])).exit_code == 0
+    assert http.get("/userinfo", headers=bearer(token)).status_code == 401
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "pat_created" in logged and "pat_revoked" in logged and token[:16] in logged
+    assert token[16:] not in logged
+    with app.app_context():
+        rows = db.get_session().execute(text("SELECT * FROM audit_event")).all()
+    assert rows and not any(token[16:] in str(row) for row in rows)
