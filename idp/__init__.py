@@ -56,6 +56,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp.sessions import commands as session_commands
     from idp.sessions import service as session_service
     from idp.sessions import views as session_views
+    from idp.tokens import commands as token_commands
+    from idp.tokens import service as token_service
     from idp.users import commands as user_commands
 
     inputs.init_app(app)
@@ -64,6 +66,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     session_service.init_app(app, settings)
     replay.init_app(app, settings)
     oidc_server.init_app(app, settings)
+    token_service.init_app(app)
     logs.init_app(app)
     saml_views.init_app(app)
     errors.register_error_handlers(app)
@@ -86,6 +89,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         key_commands,
         client_commands,
         sp_commands,
+        token_commands,
     ):
         package.register(app.cli)
     return app

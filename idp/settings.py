@@ -24,6 +24,8 @@ from idp.errors import ConfigurationError
 
 ENV_PREFIX = "IDP_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# The scopes a personal access token may ever carry (pat_allowed_scopes narrows them).
+PAT_SCOPES = ("openid", "profile", "email", "groups", "admin")
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,21 @@ class Settings:
     """Level of ``idp serve``'s log on stderr (DEBUG, INFO, WARNING, ERROR); INFO includes the
     ``idp.audit`` lines. No token, code, secret or password is logged at any level."""
 
+    pat_enabled: bool = True
+    """Whether personal access tokens can be created and used (false: every PAT is refused)."""
+
+    pat_max_lifetime: int = 90
+    """Days a personal access token may live at most. 90 days: the longest choice the
+    ``/account/tokens`` page offers, so a leaked token dies within a quarter and scripts rotate
+    their tokens at least that often (GitLab's and GitHub's policies cap at 365 days)."""
+
+    pat_allow_no_expiry: bool = False
+    """Whether a personal access token may be created without an expiry date."""
+
+    pat_allowed_scopes: str = "openid profile email groups admin"
+    """Scopes a personal access token may carry (space-separated, from
+    ``openid profile email groups admin``); ``admin`` only ever for admin users."""
+
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Flask configuration passed through unchanged (upper-case keys of the create_app mapping)."""
 
@@ -128,6 +145,17 @@ def _parse_int(name: str, value: Any) -> int:
     return number
 
 
+def _parse_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name}: must be true or false, got {value!r}")
+
+
 def _parse_str(name: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigurationError(f"{name}: must be a non-empty string")
@@ -142,6 +170,8 @@ def _coerce(name: str, value: Any) -> Any:
         return _parse_duration(name, value)
     if kind == "int":
         return _parse_int(name, value)
+    if kind == "bool":
+        return _parse_bool(name, value)
     if kind == "str | None":
         return None if value in (None, "") else _parse_str(name, value)
     return _parse_str(name, value)
@@ -167,6 +197,12 @@ def _validate(settings: Settings) -> None:
             raise ConfigurationError("redis_url: must start with redis://, rediss:// or unix://")
     if settings.log_level not in LOG_LEVELS:
         raise ConfigurationError(f"log_level: must be one of {', '.join(LOG_LEVELS)}")
+    unknown_scopes = set(settings.pat_allowed_scopes.split()) - set(PAT_SCOPES)
+    if unknown_scopes:
+        raise ConfigurationError(
+            f"pat_allowed_scopes: unknown scope {sorted(unknown_scopes)[0]!r}; "
+            f"choose from {' '.join(PAT_SCOPES)}"
+        )
     if settings.session_idle_timeout > settings.session_absolute_timeout:
         raise ConfigurationError("session_idle_timeout: must not exceed session_absolute_timeout")
 

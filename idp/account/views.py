@@ -1,4 +1,4 @@
-"""The user's own pages: /account/ (profile), security (password), sessions and apps.
+"""The user's own pages: /account/ (profile), security (password), sessions, tokens, apps.
 
 HTTP only: every page needs a login, every form a CSRF token, and each change is one call
 into the owning package's service.
@@ -7,6 +7,13 @@ into the owning package's service.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Mapping
+from datetime import UTC
+from datetime import date
+from datetime import datetime
+from datetime import time
+from datetime import timedelta
+from typing import Any
 
 from flask import Blueprint
 from flask import abort
@@ -16,17 +23,22 @@ from flask import render_template
 from flask import request
 from flask import url_for
 from flask.typing import ResponseReturnValue
+from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
 from idp import csrf
+from idp import db
 from idp.errors import InvalidInputError
 from idp.errors import NotFoundError
 from idp.models.login import LoginSession
 from idp.models.login import SessionParticipant
+from idp.models.user import User
 from idp.oidc import consents
 from idp.saml import registration as saml_registration
 from idp.sessions import service as sessions
 from idp.sessions.devices import describe_user_agent
+from idp.settings import get_settings
+from idp.tokens import service as pats
 from idp.users import service as users
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -102,12 +114,88 @@ def security() -> ResponseReturnValue:
             request.form.get("current_password", ""),
             new_password,
             keep_login=login,
+            revoke_tokens=request.form.get("revoke_tokens") == "yes",
         )
     except InvalidInputError as error:
         return render_template("account/security.html", error=_sentence(error)), 400
-    return _back(
-        "account.security", "Your password is changed. Your other sessions were signed out."
+    message = "Your password is changed. Your other sessions were signed out."
+    if request.form.get("revoke_tokens") == "yes":
+        message += " Your personal access tokens were revoked."
+    return _back("account.security", message)
+
+
+TOKEN_LIFETIMES = (7, 30, 90)  # days offered on /account/tokens, capped by the policy
+
+
+def _token_expiry(form: Mapping[str, str], now: datetime) -> datetime | None:
+    """Return the expiry the create form asks for (None: never).
+
+    Raises:
+        InvalidInputError: no valid choice or date.
+
+    """
+    choice = form.get("expires", "")
+    if choice == "never":
+        return None
+    if choice == "date":
+        try:
+            day = date.fromisoformat(form.get("expires_on", ""))
+        except ValueError:
+            raise InvalidInputError("choose an expiry date") from None
+        return datetime.combine(day, time(), UTC)
+    if choice.isdigit() and int(choice) in TOKEN_LIFETIMES:
+        return now + timedelta(days=int(choice))
+    raise InvalidInputError("choose when the token expires")
+
+
+def _tokens_page(user: User, status: int = 200, **context: Any) -> ResponseReturnValue:
+    now = db.now()
+    settings = get_settings()
+    page = render_template(
+        "account/tokens.html",
+        tokens=pats.list_tokens(user),
+        scopes=pats.allowed_scopes(user),
+        lifetimes=[days for days in TOKEN_LIFETIMES if days <= settings.pat_max_lifetime]
+        or [settings.pat_max_lifetime],
+        allow_no_expiry=settings.pat_allow_no_expiry,
+        max_date=pats.max_expiry(now),
+        now=now,
+        form=context.pop("form", MultiDict()),
+        **context,
     )
+    return page, status
+
+
+@bp.route("/tokens", methods=["GET", "POST"])
+def tokens() -> ResponseReturnValue:
+    user = _login().user
+    if request.method == "GET":
+        return _tokens_page(user)
+    action = request.form.get("action")
+    try:
+        if action == "create":
+            row, secret = pats.create_token(
+                user,
+                name=request.form.get("name", ""),
+                scopes=request.form.getlist("scope"),
+                expires_at=_token_expiry(request.form, db.now()),
+            )
+            # Rendered, not redirected: the secret must not survive in a flash or a URL.
+            return _tokens_page(user, created=row, secret=secret)
+        token_id = request.form.get("id", "")
+        if action not in ("rename", "revoke") or not token_id.isdigit() or len(token_id) > 9:
+            abort(400, description="Choose a token and what to do with it.")
+        try:
+            row = pats.require_token(int(token_id), user)
+        except NotFoundError:
+            abort(404, description="You have no such token.")
+        if action == "revoke":
+            pats.revoke_token(row, reason="user_revoked")
+            return _back("account.tokens", f"Token “{row.name}” is revoked.")
+        pats.rename_token(row, request.form.get("name", ""))
+        return _back("account.tokens", "Token renamed.")
+    except InvalidInputError as error:
+        return _tokens_page(user, 400, form=request.form, error=_sentence(error))
 
 
 def _app_names(joined: Iterable[SessionParticipant]) -> dict[tuple[str, str], str]:

@@ -41,6 +41,7 @@ from idp.oidc import tokens
 from idp.saml import registration as sps
 from idp.sessions import service as sessions
 from idp.settings import get_settings
+from idp.tokens import service as pats
 from idp.users import service as users
 
 bp = Blueprint("admin_api", __name__, url_prefix=API_PREFIX)
@@ -110,7 +111,7 @@ def _authenticate() -> None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "", "A Bearer access token with the admin scope is required.")
-    bearer = tokens.authenticate_bearer(token.strip())
+    bearer = tokens.authenticate_bearer(token.strip(), request.remote_addr)
     if bearer is None:
         raise ApiError(401, "invalid_token", "The access token is invalid, expired or revoked.")
     if clients.ADMIN_SCOPE not in bearer.scopes:
@@ -118,9 +119,9 @@ def _authenticate() -> None:
     if not bearer.may_administer:
         # A demoted admin's token, or a service account no longer registered with the scope.
         raise ApiError(401, "invalid_token", "The token's holder is no longer an admin.")
-    if bearer.row.user is not None:
-        audit.set_actor(user_id=bearer.row.user.id)
-    else:
+    if bearer.user is not None:
+        audit.set_actor(user_id=bearer.user.id)
+    elif bearer.client is not None:
         audit.set_actor(client_id=bearer.client.client_id)
 
 
@@ -540,6 +541,39 @@ def revoke_user_sessions(query: schemas.UserSessionsQuery) -> schemas.SessionsEn
     user = users.require_user_by_email(query.user)
     ended = sessions.revoke_user_sessions(user, reason="admin_revoked")
     return schemas.SessionsEnded(ended=len(ended))
+
+
+# -- personal access tokens --------------------------------------------------------------------
+
+
+@route(
+    "GET",
+    "/tokens",
+    "List personal access tokens (revoked and expired included; never a secret)",
+    query=schemas.TokenQuery,
+    response=schemas.TokenList,
+    errors=(404,),
+    tag="tokens",
+)
+def list_tokens(query: schemas.TokenQuery) -> schemas.TokenList:
+    user = users.require_user_by_email(query.user) if query.user else None
+    rows = pats.list_tokens(user, after=_after(query), limit=query.limit + 1)
+    page, cursor = _page(rows, query.limit, lambda row: row.id)
+    items = [schemas.Token.model_validate(pats.describe_token(row)) for row in page]
+    return schemas.TokenList(items=items, next=cursor)
+
+
+@route(
+    "DELETE",
+    "/tokens/{id}",
+    "Revoke a personal access token",
+    status=204,
+    description="It stops working at once; revoking it again changes nothing.",
+    path_params={"id": int},
+    tag="tokens",
+)
+def revoke_token(id: int) -> None:
+    pats.revoke_token(pats.require_token(id), reason="admin_revoked")
 
 
 # -- keys ------------------------------------------------------------------------------------

@@ -317,6 +317,33 @@ class SessionsEnded(BaseModel):
     ended: int = Field(description="How many live sessions ended.")
 
 
+# -- personal access tokens --------------------------------------------------------------------
+
+
+class Token(BaseModel):
+    """A personal access token: the fields of ``idp token list --json`` (never the secret)."""
+
+    id: int
+    name: str
+    user: str = Field(description="The owner's e-mail address.")
+    prefix: str = Field(description="The token's first characters, to recognise it.")
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    last_used_ip: str | None
+    revoked_at: datetime | None
+
+
+class TokenList(BaseModel):
+    items: list[Token]
+    next: str | None
+
+
+class TokenQuery(Query):
+    user: Email | None = Field(None, description="Only this user's tokens (e-mail).")
+
+
 # -- keys ------------------------------------------------------------------------------------
 
 

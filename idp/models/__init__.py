@@ -14,6 +14,7 @@ from idp.models.oidc import ReplayEntry
 from idp.models.saml import SamlPersistentId
 from idp.models.saml import SamlSessionIndex
 from idp.models.saml import ServiceProvider
+from idp.models.token import PersonalAccessToken
 from idp.models.user import Group
 from idp.models.user import User
 from idp.models.user import user_group
@@ -27,6 +28,7 @@ __all__ = [
     "LogoutDelivery",
     "OAuthClient",
     "OAuthToken",
+    "PersonalAccessToken",
     "ReplayEntry",
     "SamlPersistentId",
     "SamlSessionIndex",

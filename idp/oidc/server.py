@@ -32,6 +32,7 @@ from idp import db
 from idp import outbound
 from idp.models.oidc import OAuthClient
 from idp.models.oidc import OAuthToken
+from idp.models.token import PersonalAccessToken
 from idp.oidc import grants
 from idp.oidc import storage
 from idp.oidc import tokens
@@ -44,6 +45,8 @@ from idp.sessions import logout as session_logout
 from idp.sessions import requesters
 from idp.settings import Settings
 from idp.settings import get_settings
+from idp.tokens import format as pat_format
+from idp.tokens import service as pat_service
 
 logger = logging.getLogger(__name__)
 
@@ -94,23 +97,44 @@ def _query_token(token_string: str) -> FoundToken | None:
     return FoundToken(row, is_refresh=True) if row is not None else None
 
 
+@dataclass(frozen=True)
+class FoundPat:
+    """A live personal access token presented for introspection."""
+
+    row: PersonalAccessToken
+
+
 class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
-    """RFC 7662: a confidential client asks about its own tokens, a resource server about any."""
+    """RFC 7662: a confidential client asks about its own tokens, a resource server about any.
+
+    Personal access tokens belong to no client: only resource servers learn about them.
+    """
 
     CLIENT_AUTH_METHODS = grants.CONFIDENTIAL_AUTH_METHODS
 
-    def query_token(self, token_string: str, token_type_hint: str | None) -> FoundToken | None:
+    def query_token(
+        self, token_string: str, token_type_hint: str | None
+    ) -> FoundToken | FoundPat | None:
+        if pat_format.is_personal_access_token(token_string):
+            pat = pat_service.find_active_token(token_string)
+            return FoundPat(pat) if pat is not None else None
         return _query_token(token_string)
 
     def check_params(self, request: Any, client: OAuthClient) -> None:
         _check_params(super(), request, client)
 
-    def check_permission(self, token: FoundToken, client: OAuthClient, request: Any) -> bool:
+    def check_permission(
+        self, token: FoundToken | FoundPat, client: OAuthClient, request: Any
+    ) -> bool:
         # A client learns only about its own tokens; a resource server (an API the operator
         # registered as one) about any token presented to it. Others get {"active": false}.
+        if isinstance(token, FoundPat):
+            return client.is_resource_server
         return client.is_resource_server or token.row.client_id == client.get_client_id()
 
-    def create_introspection_payload(self, token: FoundToken | None) -> dict[str, Any]:
+    def create_introspection_payload(self, token: FoundToken | FoundPat | None) -> dict[str, Any]:
+        if isinstance(token, FoundPat):
+            return self.introspect_pat(token.row)
         # RFC 7662 §2.2: inactive, unknown and foreign tokens all get only {"active": false}.
         if token is None or not tokens.is_token_active(
             token.row, db.now(), access=not token.is_refresh
@@ -120,6 +144,21 @@ class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
         if client is None:  # disabled since: its tokens are dead too
             return {"active": False}
         return self.introspect_token(token, client)
+
+    def introspect_pat(self, row: PersonalAccessToken) -> dict[str, Any]:
+        # The holder is not the one asking: the resource server's address is no use of note.
+        pat_service.note_use(row, None)
+        payload: dict[str, Any] = {
+            "active": True,
+            "token_type": "personal_access_token",
+            "scope": " ".join(row.scopes),
+            "sub": subject_for(row.user, None),
+            "iat": int(row.created_at.timestamp()),
+            "iss": _issuer(),
+        }
+        if row.expires_at is not None:
+            payload["exp"] = int(row.expires_at.timestamp())
+        return payload
 
     def introspect_token(self, token: FoundToken, client: OAuthClient) -> dict[str, Any]:
         row = token.row

@@ -25,12 +25,16 @@ from idp.keys.store import get_key_store
 from idp.models.oidc import OAuthClient
 from idp.models.oidc import OAuthToken
 from idp.models.oidc import hash_secret
+from idp.models.token import PersonalAccessToken
+from idp.models.user import User
 from idp.oidc import storage
 from idp.oidc.claims import subject_for
 from idp.oidc.clients import ADMIN_SCOPE
 from idp.sessions import logout as session_logout
 from idp.sessions.service import is_login_active
 from idp.settings import get_settings
+from idp.tokens import format as pat_format
+from idp.tokens import service as pat_service
 
 ACCESS_TOKEN_ALG = "RS256"  # noqa: S105 (an algorithm name)
 
@@ -205,14 +209,20 @@ def verify_access_token(access_token: str) -> OAuthToken | None:
 
 @dataclass(frozen=True)
 class BearerToken:
-    """A live access token presented to one of the IdP's own APIs, with its enabled client."""
+    """A live token presented to one of the IdP's own APIs.
 
-    row: OAuthToken
-    client: OAuthClient
+    An access token and its enabled client, or a personal access token (``client`` None).
+    """
+
+    scope: str
+    user: User | None
+    client: OAuthClient | None
+    row: OAuthToken | None = None
+    pat: PersonalAccessToken | None = None
 
     @property
     def scopes(self) -> frozenset[str]:
-        return frozenset(self.row.scope.split())
+        return frozenset(self.scope.split())
 
     @property
     def may_administer(self) -> bool:
@@ -220,22 +230,33 @@ class BearerToken:
 
         An admin user who has not been demoted, or a service account still registered with it.
         """
-        if self.row.user is not None:
-            return self.row.user.is_admin and not self.row.user.is_disabled
-        return self.client.is_service_account and ADMIN_SCOPE in self.client.scope.split()
+        if self.user is not None:
+            return self.user.is_admin and not self.user.is_disabled
+        return (
+            self.client is not None
+            and self.client.is_service_account
+            and ADMIN_SCOPE in self.client.scope.split()
+        )
 
 
-def authenticate_bearer(access_token: str) -> BearerToken | None:
-    """Return the live access token and its client, as userinfo and introspection decide, or None.
+def authenticate_bearer(access_token: str, ip: str | None = None) -> BearerToken | None:
+    """Return the live token presented, as userinfo and the admin API decide, or None.
 
-    Live means: our signature, issuer, ``typ`` at+jwt, not expired, not revoked, its session
-    not ended, its client not disabled or deleted.
+    A personal access token is recognised by its prefix (and checksum, before any query);
+    its use from ``ip`` is noted. An access token is live when it has our signature, issuer,
+    ``typ`` at+jwt, is not expired or revoked, its session not ended, its client not disabled
+    or deleted.
     """
+    if pat_format.is_personal_access_token(access_token):
+        pat = pat_service.authenticate(access_token, ip)
+        if pat is None:
+            return None
+        return BearerToken(" ".join(pat.scopes), pat.user, None, pat=pat)
     row = verify_access_token(access_token)
     if row is None:
         return None
     client = storage.get_client(row.client_id)
-    return BearerToken(row, client) if client is not None else None
+    return BearerToken(row.scope, row.user, client, row=row) if client is not None else None
 
 
 def is_token_active(row: OAuthToken, now: datetime, *, access: bool) -> bool:

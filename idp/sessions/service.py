@@ -120,7 +120,9 @@ def _end_sessions_of_deleted_user(app: Flask, *, user: User) -> None:
     revoke_user_sessions(user, reason="user_deleted")
 
 
-def _end_other_sessions(app: Flask, *, user: User, keep_login: LoginSession | None) -> None:
+def _end_other_sessions(
+    app: Flask, *, user: User, keep_login: LoginSession | None, **_: Any
+) -> None:
     # Whoever knew the old password is logged out everywhere but where it was changed.
     revoke_user_sessions(user, reason="password_changed", keep=keep_login)
 

@@ -32,7 +32,8 @@ _signals = Namespace()
 user_disabled = _signals.signal("user-disabled")
 """Sent with ``user`` once the account is disabled, before the commit."""
 password_changed = _signals.signal("password-changed")
-"""Sent with ``user`` and ``keep_login`` (the session it was changed from, or None)."""
+"""Sent with ``user``, ``keep_login`` (the session it was changed from, or None) and
+``revoke_tokens`` (whether the user's personal access tokens go too)."""
 user_deleted = _signals.signal("user-deleted")
 """Sent with ``user`` just before the account is deleted."""
 
@@ -155,11 +156,18 @@ def add_user(
     return user
 
 
-def set_password(user: User, password: str, keep_login: LoginSession | None = None) -> None:
+def set_password(
+    user: User,
+    password: str,
+    keep_login: LoginSession | None = None,
+    *,
+    revoke_tokens: bool = False,
+) -> None:
     """Replace the user's password hash and end every other session of theirs; commit.
 
     ``keep_login`` (the session the user changed it from) stays; whoever knew the old
     password is logged out everywhere else, and every app that joined those sessions hears.
+    Personal access tokens keep working (GitHub's behaviour) unless ``revoke_tokens``.
 
     Raises:
         InvalidInputError: unusable password.
@@ -169,11 +177,16 @@ def set_password(user: User, password: str, keep_login: LoginSession | None = No
     user.password_hash = hash_password(password)
     user.updated_at = db.now()
     audit.record("user_password_changed", user_id=user.id)
-    password_changed.send(_app(), user=user, keep_login=keep_login)
+    password_changed.send(_app(), user=user, keep_login=keep_login, revoke_tokens=revoke_tokens)
 
 
 def change_password(
-    user: User, current_password: str, new_password: str, *, keep_login: LoginSession
+    user: User,
+    current_password: str,
+    new_password: str,
+    *,
+    keep_login: LoginSession,
+    revoke_tokens: bool = False,
 ) -> None:
     """Set a new password when the current one is right (see :func:`set_password`); commit.
 
@@ -188,7 +201,7 @@ def change_password(
         audit.record("password_change_refused", user_id=user.id, sid=keep_login.sid)
         db.get_session().commit()
         raise InvalidInputError("the current password is wrong")
-    set_password(user, new_password, keep_login=keep_login)
+    set_password(user, new_password, keep_login=keep_login, revoke_tokens=revoke_tokens)
 
 
 def disable_user(email: str) -> User:

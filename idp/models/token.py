@@ -1,0 +1,44 @@
+"""Personal access tokens: only a SHA-256 hash of the secret and a short displayable prefix."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON
+from sqlalchemy import ForeignKey
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+from sqlalchemy.orm import relationship
+
+from idp.db import Base
+from idp.db import UTCDateTime
+from idp.models.user import User
+
+
+class PersonalAccessToken(Base):
+    """A user's long-lived Bearer token for the IdP's own APIs (and introspection).
+
+    Usage records (per token, IP network and hour) reference ``id``; the secret itself is
+    never stored, only ``secret_hash`` (SHA-256 of the whole token string).
+    """
+
+    __tablename__ = "personal_access_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    # The first characters after ``idp_pat_``: enough to recognise a token in a list or a log.
+    prefix: Mapped[str] = mapped_column(String(16))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # None only when the policy allows tokens that never expire.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_ip: Mapped[str | None] = mapped_column(String(45))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    user: Mapped[User] = relationship(lazy="joined")

@@ -1,0 +1,3 @@
+"""Personal access tokens: format, storage, policy, the ``idp token`` CLI."""
+
+from __future__ import annotations
