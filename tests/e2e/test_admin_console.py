@@ -1,23 +1,22 @@
 """In a real browser: an admin ends alice's session in the console; both demo apps sign her out.
 
 Notes hears it by OIDC back-channel logout, Payroll by a SAML LogoutRequest over SOAP; alice's
-browser takes no part. The run saves the console screenshots the README shows.
+browser takes no part. The run saves the console screenshots under test-results/
+(docs/screenshots/ holds copies of them for the README).
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import RESULTS
 from tests.e2e.test_demo_journey import demo  # noqa: F401 (the fixture)
 from tests.e2e.test_demo_journey import signed_in_as
 
 pytestmark = pytest.mark.e2e
-
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 def sign_in(page: Any, app: str, idp: str, email: str, password: str) -> None:
@@ -64,14 +63,14 @@ def test_an_admin_revokes_alices_session_and_both_apps_sign_her_out(
     admin.wait_for_url(f"{idp}/admin/")
     assert admin.locator("#active-sessions").inner_text() == "2"
     assert admin.locator("svg.chart rect.bar-ok").count() == 24
-    DOCS.mkdir(parents=True, exist_ok=True)
-    admin.screenshot(path=str(DOCS / "admin-dashboard.png"), full_page=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    admin.screenshot(path=str(RESULTS / "admin-dashboard.png"), full_page=True)
 
     admin.goto(f"{idp}/admin/sessions?user=alice%40example.com")
     session = admin.locator("ul.items > li")
     assert session.count() == 1
     assert "notes" in session.inner_text().lower() and "SAML" in session.inner_text()
-    admin.screenshot(path=str(DOCS / "admin-sessions.png"), full_page=True)
+    admin.screenshot(path=str(RESULTS / "admin-sessions.png"), full_page=True)
     session.locator("button:has-text('Revoke this session')").click()
     admin.wait_for_load_state("networkidle")
     assert "ended everywhere" in admin.locator(".notice").inner_text()
