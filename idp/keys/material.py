@@ -6,6 +6,7 @@ KeyStore's policy, in ``store.py``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -165,6 +166,30 @@ def _read_file(keys_dir: Path, path: Path) -> bytes:
         raise ConfigurationError(f"{path}: cannot read: {error.strerror}") from None
 
 
+@functools.lru_cache(maxsize=32)
+def _import_private_key(kind: KeyKind, raw: bytes) -> RSAKey | ECKey:
+    """Parse a key file: PEM for SAML, a JWK otherwise; a public key is refused (ValueError).
+
+    Cached by content: checking an RSA private key costs ~30 ms, and every app in a process
+    (each test's app on a pytest worker) would parse the same files again.
+    """
+    if kind == "SAML":
+        imported: RSAKey | ECKey = RSAKey.import_key(raw)
+    else:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+        if kind == "RS256":
+            imported = RSAKey.import_key(data)
+        else:
+            imported = ECKey.import_key(data)
+            if data.get("crv") != EC_CURVE:
+                raise ValueError("not a P-256 key")
+    if not imported.is_private:
+        raise ValueError("not a private key")
+    return imported
+
+
 def read_material(keys_dir: Path, kid: str, kind: KeyKind) -> KeyMaterial:
     """Read and check the files of key ``kid``.
 
@@ -178,9 +203,7 @@ def read_material(keys_dir: Path, kid: str, kind: KeyKind) -> KeyMaterial:
         key_pem = _read_file(keys_dir, key_path)
         cert_pem = _read_file(keys_dir, cert_path)
         try:
-            key = RSAKey.import_key(key_pem)
-            if not key.is_private:
-                raise ValueError("not a private key")
+            key = _import_private_key("SAML", key_pem)
             x509.load_pem_x509_certificate(cert_pem)
         except (JoseError, ValueError, TypeError):
             raise ConfigurationError(f"{key_path}: not a valid RSA key and certificate") from None
@@ -195,18 +218,7 @@ def read_material(keys_dir: Path, kid: str, kind: KeyKind) -> KeyMaterial:
     path = keys_dir / f"{kid}.jwk.json"
     raw = _read_file(keys_dir, path)
     try:
-        data = json.loads(raw)
-        if not isinstance(data, dict):
-            raise ValueError("not an object")
-        imported: RSAKey | ECKey
-        if kind == "RS256":
-            imported = RSAKey.import_key(data)
-        else:
-            imported = ECKey.import_key(data)
-            if data.get("crv") != EC_CURVE:
-                raise ValueError("not a P-256 key")
-        if not imported.is_private:
-            raise ValueError("not a private key")
+        imported = _import_private_key(kind, raw)
         pem = imported.as_pem(private=True)
     except (JoseError, ValueError, TypeError, KeyError, UnicodeDecodeError):
         raise ConfigurationError(f"{path}: not a valid private {kind} JWK") from None
