@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
 
 from tests.cli.test_console_script import IDP
 from tests.cli.test_console_script import assert_one_line_error
@@ -23,37 +26,69 @@ REDIRECT = "https://rp.example.com/callback"
 NOT_UTF8 = b"\xff\xfe not UTF-8 at all, and long enough to be a secret\n"
 
 
-@pytest.fixture
-def env(
-    db_backend: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[dict[str, str]]:
-    """The console script's environment, on an empty database of ``db_backend``."""
+def environment(folder: Path) -> dict[str, str]:
+    """The console script's environment, but for the database, pointing into ``folder``."""
     clean = {key: value for key, value in os.environ.items() if not key.startswith("IDP_")}
-    values = {
+    return {
         **clean,
-        "IDP_KEYS_DIR": str(tmp_path / "keys"),
-        "IDP_INSTANCE_DIR": str(tmp_path / "instance"),
+        "IDP_KEYS_DIR": str(folder / "keys"),
+        "IDP_INSTANCE_DIR": str(folder / "instance"),
         "IDP_SECRET_KEY": "console-test-secret-key",
         "IDP_PASSWORD_HASH_TIME_COST": "1",
         "IDP_PASSWORD_HASH_MEMORY_COST": "1024",
         "IDP_PASSWORD_HASH_PARALLELISM": "1",
     }
+
+
+@contextmanager
+def database(
+    db_backend: str, folder: Path, request: pytest.FixtureRequest, template: str | None = None
+) -> Iterator[str]:
+    """The URL of a database of ``db_backend`` (a copy of PostgreSQL ``template`` if given)."""
     if db_backend == "sqlite":
-        yield {**values, "IDP_DATABASE_URL": f"sqlite:///{tmp_path / 'idp.sqlite3'}"}
+        yield f"sqlite:///{folder / 'idp.sqlite3'}"
         return
     admin_url: str = request.getfixturevalue("postgres_admin_url")
-    url = create_postgres_database(admin_url)
+    url = create_postgres_database(admin_url, template)
     try:
-        yield {**values, "IDP_DATABASE_URL": url}
+        yield url
     finally:
         drop_postgres_database(admin_url, url)
 
 
 @pytest.fixture
-def initialised(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    result = idp("init", env=env, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    return env
+def env(
+    db_backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[dict[str, str]]:
+    """The console script's environment, on an empty database of ``db_backend``."""
+    with database(db_backend, tmp_path, request) as url:
+        yield {**environment(tmp_path), "IDP_DATABASE_URL": url}
+
+
+@pytest.fixture(scope="module")
+def initialised_template(
+    db_backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[tuple[Path, str]]:
+    """What ``idp init`` writes, once per module and backend (each ``idp`` start costs ~1 s)."""
+    folder = tmp_path_factory.mktemp("initialised")
+    with database(db_backend, folder, request) as url:
+        result = idp("init", env={**environment(folder), "IDP_DATABASE_URL": url}, cwd=folder)
+        assert result.returncode == 0, result.stderr
+        yield folder, make_url(url).database or ""
+
+
+@pytest.fixture
+def initialised(
+    initialised_template: tuple[Path, str],
+    db_backend: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[dict[str, str]]:
+    """The environment of an install on which ``idp init`` ran (a copy of the template)."""
+    folder, template = initialised_template
+    shutil.copytree(folder, tmp_path, dirs_exist_ok=True)
+    with database(db_backend, tmp_path, request, template) as url:
+        yield {**environment(tmp_path), "IDP_DATABASE_URL": url}
 
 
 def idp_with_bytes(
