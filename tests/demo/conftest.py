@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
+import shutil
 import threading
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -24,11 +23,11 @@ from werkzeug.serving import make_server
 
 from relying_party_demo.common.layout import get_store
 from relying_party_demo.common.store import SessionStore
-from tests.conftest import FAST_HASH
-from tests.e2e.conftest import IDP
 from tests.e2e.conftest import LiveIdp
 from tests.e2e.conftest import free_port
-from tests.e2e.conftest import wait_until_up
+from tests.e2e.conftest import idp_environment
+from tests.e2e.conftest import initialised_idp  # noqa: F401 (a fixture, found by name)
+from tests.e2e.conftest import running_idp
 from tests.helpers.receiver import POLL_INTERVAL
 
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
@@ -64,37 +63,6 @@ def serving() -> Iterator[tuple[str, Dispatcher]]:
         server.server_close()
 
 
-@contextmanager
-def running_idp(folder: Path) -> Iterator[LiveIdp]:
-    """``idp init`` and ``idp serve`` on a free port (tests/e2e's live_idp, for a whole module)."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "IDP_ISSUER": f"http://127.0.0.1:{port}",
-        "IDP_DATABASE_URL": f"sqlite:///{folder / 'idp.sqlite3'}",
-        "IDP_KEYS_DIR": str(folder / "keys"),
-        "IDP_INSTANCE_DIR": str(folder / "instance"),
-        **{f"IDP_{name.upper()}": str(value) for name, value in FAST_HASH.items()},
-    }
-    live = LiveIdp(f"http://127.0.0.1:{port}", env)
-    live.idp("init")
-    email, name, password = ALICE
-    live.idp("user", "add", email, "--name", name, "--password-stdin", stdin=password + "\n")
-    with (folder / "idp.log").open("wb") as log:
-        process = subprocess.Popen(
-            [IDP, "serve", "--port", str(port), "--workers", "1"], env=env, stdout=log, stderr=log
-        )
-        try:
-            wait_until_up(f"{live.url}/healthz", process)
-            yield live
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Keep each module on one xdist worker (``--dist loadgroup``): it starts one IdP and apps."""
     for item in items:
@@ -113,9 +81,24 @@ class DemoApp:
         return get_store(self.app)
 
 
+@pytest.fixture(scope="session")
+def idp_with_alice(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Path:
+    """``idp init`` and ``idp user add`` Alice, once per run (per xdist worker)."""
+    folder = tmp_path_factory.mktemp("idp-alice")
+    shutil.copytree(request.getfixturevalue("initialised_idp"), folder, dirs_exist_ok=True)
+    email, name, password = ALICE
+    LiveIdp("", idp_environment(folder, free_port())).idp(
+        "user", "add", email, "--name", name, "--password-stdin", stdin=password + "\n"
+    )
+    return folder
+
+
 @pytest.fixture(scope="module")
-def idp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveIdp]:
-    with running_idp(tmp_path_factory.mktemp("idp")) as live:
+def idp_server(idp_with_alice: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveIdp]:
+    """A real ``idp serve`` (on a copy of ``idp_with_alice``) for the module's apps."""
+    with running_idp(idp_with_alice, tmp_path_factory.mktemp("idp")) as live:
         yield live
 
 

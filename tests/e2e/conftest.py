@@ -11,8 +11,10 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,43 +65,64 @@ class LiveIdp:
         )
 
 
-@pytest.fixture
-def live_idp(tmp_path: Path) -> Iterator[LiveIdp]:
-    """``idp init`` then ``idp serve`` on a free loopback port, stopped after the test."""
-    port = free_port()
-    env = {
+def idp_environment(folder: Path, port: int) -> dict[str, str]:
+    """The environment of an ``idp`` whose files are in ``folder``, serving on ``port``."""
+    return {
         **os.environ,
         "IDP_ISSUER": f"http://127.0.0.1:{port}",
-        "IDP_DATABASE_URL": f"sqlite:///{tmp_path / 'idp.sqlite3'}",
-        "IDP_KEYS_DIR": str(tmp_path / "keys"),
-        "IDP_INSTANCE_DIR": str(tmp_path / "instance"),
+        "IDP_DATABASE_URL": f"sqlite:///{folder / 'idp.sqlite3'}",
+        "IDP_KEYS_DIR": str(folder / "keys"),
+        "IDP_INSTANCE_DIR": str(folder / "instance"),
         **{f"IDP_{name.upper()}": str(value) for name, value in FAST_HASH.items()},
     }
-    live = LiveIdp(f"http://127.0.0.1:{port}", env)
-    live.idp("init")
-    log = (tmp_path / "idp.log").open("wb")
-    process = subprocess.Popen(
-        [IDP, "serve", "--port", str(port), "--workers", "1"], env=env, stdout=log, stderr=log
-    )
-    try:
-        wait_until_up(f"{live.url}/healthz", process)
-        yield live
-    finally:
-        process.terminate()
+
+
+@pytest.fixture(scope="session")
+def initialised_idp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What ``idp init`` writes, once per run (per xdist worker); each live IdP gets a copy."""
+    folder = tmp_path_factory.mktemp("idp-init")
+    LiveIdp("", idp_environment(folder, free_port())).idp("init")
+    return folder
+
+
+@contextmanager
+def running_idp(template: Path, folder: Path) -> Iterator[LiveIdp]:
+    """``idp serve`` on a free loopback port, on a copy of an initialised ``template``."""
+    shutil.copytree(template, folder, dirs_exist_ok=True)
+    port = free_port()
+    live = LiveIdp(f"http://127.0.0.1:{port}", idp_environment(folder, port))
+    with (folder / "idp.log").open("wb") as log:
+        process = subprocess.Popen(
+            [IDP, "serve", "--port", str(port), "--workers", "1"],
+            env=live.env,
+            stdout=log,
+            stderr=log,
+        )
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+            wait_until_up(f"{live.url}/healthz", process)
+            yield live
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture
+def live_idp(initialised_idp: Path, tmp_path: Path) -> Iterator[LiveIdp]:
+    """``idp init`` (a copy) then ``idp serve`` on a free loopback port, stopped after the test."""
+    with running_idp(initialised_idp, tmp_path) as live:
+        yield live
 
 
 def chromium_path() -> str | None:
     return os.environ.get("IDP_TEST_CHROMIUM") or shutil.which("chromium")
 
 
-@pytest.fixture
-def browser_page(request: pytest.FixtureRequest) -> Iterator[object]:
-    """A Playwright page in Debian's Chromium (never a downloaded browser)."""
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium through Playwright (never a downloaded browser), once per worker."""
     executable = chromium_path()
     require_service(executable is not None, "Chromium not installed (apt install chromium)")
     from playwright.sync_api import sync_playwright
@@ -118,9 +141,19 @@ def browser_page(request: pytest.FixtureRequest) -> Iterator[object]:
             ],
         )
         try:
-            yield browser.new_page()
+            yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture
+def browser_page(chromium: Any) -> Iterator[object]:
+    """A page in a new browser context: its own cookies and storage, as a fresh browser has."""
+    context = chromium.new_context()
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 @pytest.fixture

@@ -2,4 +2,5 @@
 
 from __future__ import annotations
 
-from tests.e2e.conftest import live_idp  # noqa: F401 (a fixture, found by name)
+from tests.e2e.conftest import initialised_idp  # noqa: F401 (fixtures, found by name)
+from tests.e2e.conftest import live_idp  # noqa: F401
