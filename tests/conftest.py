@@ -20,6 +20,8 @@ from urllib.parse import urlunsplit
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from jinja2.bccache import Bucket
+from jinja2.bccache import BytecodeCache
 from sqlalchemy import Engine
 from sqlalchemy import create_engine
 from sqlalchemy import text
@@ -274,10 +276,35 @@ def reset_schema(app: Flask) -> None:
         Base.metadata.create_all(engine)
 
 
+class SharedBytecodeCache(BytecodeCache):
+    """Compiled templates shared by the run's apps (Jinja checks each template's checksum)."""
+
+    def __init__(self) -> None:
+        self.code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        if bucket.key in self.code:
+            bucket.bytecode_from_string(self.code[bucket.key])
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self.code[bucket.key] = bucket.bytecode_to_string()
+
+
+@pytest.fixture(scope="session")
+def template_cache() -> SharedBytecodeCache:
+    return SharedBytecodeCache()
+
+
 @pytest.fixture
-def app(settings: dict[str, Any], clock: Clock, run_engines: dict[str, Engine]) -> Iterator[Flask]:
+def app(
+    settings: dict[str, Any],
+    clock: Clock,
+    run_engines: dict[str, Engine],
+    template_cache: SharedBytecodeCache,
+) -> Iterator[Flask]:
     app = create_app(settings)
     app.extensions["idp.clock"] = clock
+    app.jinja_env.bytecode_cache = template_cache  # each app would compile each template again
     database = get_database(app)
     shared = run_engines.get(settings["database_url"])
     if shared is not None:  # the run database's engine, with its compiled SQL (RunDatabase)
