@@ -100,6 +100,10 @@ class Settings:
     """Scopes a personal access token may carry (space-separated, from
     ``openid profile email groups admin``); ``admin`` only ever for admin users."""
 
+    token_usage_retention: int = 90
+    """Days token usage records (per token, IP network and hour) are kept; older ones are
+    purged by the periodic sweep."""
+
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Flask configuration passed through unchanged (upper-case keys of the create_app mapping)."""
 
@@ -203,6 +207,8 @@ def _validate(settings: Settings) -> None:
             f"pat_allowed_scopes: unknown scope {sorted(unknown_scopes)[0]!r}; "
             f"choose from {' '.join(PAT_SCOPES)}"
         )
+    if settings.token_usage_retention < 1:
+        raise ConfigurationError("token_usage_retention: must be at least 1 day")
     if settings.session_idle_timeout > settings.session_absolute_timeout:
         raise ConfigurationError("session_idle_timeout: must not exceed session_absolute_timeout")
 

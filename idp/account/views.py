@@ -39,6 +39,7 @@ from idp.sessions import service as sessions
 from idp.sessions.devices import describe_user_agent
 from idp.settings import get_settings
 from idp.tokens import service as pats
+from idp.tokens import usage
 from idp.users import service as users
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -154,6 +155,7 @@ def _tokens_page(user: User, status: int = 200, **context: Any) -> ResponseRetur
     page = render_template(
         "account/tokens.html",
         tokens=pats.list_tokens(user),
+        recent_usage=lambda row: usage.recent_usage(usage.PAT, row.id),
         scopes=pats.allowed_scopes(user),
         lifetimes=[days for days in TOKEN_LIFETIMES if days <= settings.pat_max_lifetime]
         or [settings.pat_max_lifetime],

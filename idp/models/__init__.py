@@ -15,6 +15,7 @@ from idp.models.saml import SamlPersistentId
 from idp.models.saml import SamlSessionIndex
 from idp.models.saml import ServiceProvider
 from idp.models.token import PersonalAccessToken
+from idp.models.token import TokenUsage
 from idp.models.user import Group
 from idp.models.user import User
 from idp.models.user import user_group
@@ -34,6 +35,7 @@ __all__ = [
     "SamlSessionIndex",
     "ServiceProvider",
     "SessionParticipant",
+    "TokenUsage",
     "User",
     "user_group",
 ]

@@ -21,6 +21,7 @@ from idp.oidc import storage
 from idp.oidc.grants import CLIENT_AUTH_METHODS
 from idp.oidc.grants import EndUser
 from idp.sessions.service import is_login_active
+from idp.tokens import usage
 
 # A confidential client that lost the response to a refresh may retry with the same token
 # this long (its retry authenticates); public clients get no grace.
@@ -60,7 +61,12 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             return None
         now = db.now()
         if token.rotated_at is None:
-            return token if _is_refreshable(token, now) else None
+            if not _is_refreshable(token, now):
+                return None
+            usage.record_use(
+                usage.REFRESH, token.family_id, user_id=token.user_id, resource=token.client_id
+            )
+            return token
         children = storage.get_child_tokens(token)
         lost = children[0] if len(children) == 1 else None
         # The grace is only for a confidential client, whose retry had to authenticate: a

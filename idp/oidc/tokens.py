@@ -35,6 +35,7 @@ from idp.sessions.service import is_login_active
 from idp.settings import get_settings
 from idp.tokens import format as pat_format
 from idp.tokens import service as pat_service
+from idp.tokens import usage
 
 ACCESS_TOKEN_ALG = "RS256"  # noqa: S105 (an algorithm name)
 
@@ -239,7 +240,9 @@ class BearerToken:
         )
 
 
-def authenticate_bearer(access_token: str, ip: str | None = None) -> BearerToken | None:
+def authenticate_bearer(
+    access_token: str, ip: str | None = None, *, resource: str
+) -> BearerToken | None:
     """Return the live token presented, as userinfo and the admin API decide, or None.
 
     A personal access token is recognised by its prefix (and checksum, before any query);
@@ -248,7 +251,7 @@ def authenticate_bearer(access_token: str, ip: str | None = None) -> BearerToken
     or deleted.
     """
     if pat_format.is_personal_access_token(access_token):
-        pat = pat_service.authenticate(access_token, ip)
+        pat = pat_service.authenticate(access_token, ip, resource=resource)
         if pat is None:
             return None
         return BearerToken(" ".join(pat.scopes), pat.user, None, pat=pat)
@@ -256,7 +259,10 @@ def authenticate_bearer(access_token: str, ip: str | None = None) -> BearerToken
     if row is None:
         return None
     client = storage.get_client(row.client_id)
-    return BearerToken(row.scope, row.user, client, row=row) if client is not None else None
+    if client is None:
+        return None
+    usage.record_use(usage.ACCESS, row.id, user_id=row.user_id, resource=resource)
+    return BearerToken(row.scope, row.user, client, row=row)
 
 
 def is_token_active(row: OAuthToken, now: datetime, *, access: bool) -> bool:

@@ -23,6 +23,7 @@ from idp.models.user import User
 from idp.settings import PAT_SCOPES
 from idp.settings import get_settings
 from idp.tokens import storage
+from idp.tokens import usage
 from idp.tokens.format import display_prefix
 from idp.tokens.format import generate_token
 from idp.tokens.format import is_well_formed
@@ -38,6 +39,7 @@ LAST_USED_GRANULARITY = timedelta(minutes=1)
 def init_app(app: Flask) -> None:
     """Subscribe to the user events that end tokens (users/ knows nothing of tokens)."""
     users.password_changed.connect(_revoke_on_password_change, sender=app)
+    usage.init_app(app)
 
 
 def _revoke_on_password_change(
@@ -210,11 +212,12 @@ def note_use(row: PersonalAccessToken, ip: str | None) -> None:
         db.get_session().commit()
 
 
-def authenticate(token: str, ip: str | None) -> PersonalAccessToken | None:
-    """Return the live token ``token`` names, noting its use from ``ip``; else None."""
+def authenticate(token: str, ip: str | None, *, resource: str) -> PersonalAccessToken | None:
+    """Return the live token ``token`` names, noting its use from ``ip`` for ``resource``."""
     row = find_active_token(token)
     if row is not None:
         note_use(row, ip)
+        usage.record_use(usage.PAT, row.id, user_id=row.user_id, resource=resource)
     return row
 
 
