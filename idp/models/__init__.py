@@ -15,6 +15,7 @@ from idp.models.saml import SamlPersistentId
 from idp.models.saml import SamlSessionIndex
 from idp.models.saml import ServiceProvider
 from idp.models.token import PersonalAccessToken
+from idp.models.token import SecurityNotice
 from idp.models.token import TokenUsage
 from idp.models.user import Group
 from idp.models.user import User
@@ -33,6 +34,7 @@ __all__ = [
     "ReplayEntry",
     "SamlPersistentId",
     "SamlSessionIndex",
+    "SecurityNotice",
     "ServiceProvider",
     "SessionParticipant",
     "TokenUsage",

@@ -76,3 +76,26 @@ class TokenUsage(Base):
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
     ip: Mapped[str] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(255))
+
+
+class SecurityNotice(Base):
+    """A security event the user is told about on ``/account`` (and by e-mail, if set up).
+
+    Unusual use of one of their tokens; named by kind, id and prefix, never by value.
+    """
+
+    __tablename__ = "security_notice"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    rule: Mapped[str] = mapped_column(String(32))
+    token_kind: Mapped[str] = mapped_column(String(16))
+    token_id: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str | None] = mapped_column(String(16))
+    network: Mapped[str | None] = mapped_column(String(64))
+    # "notified" or "revoked": what the IdP did about it.
+    action: Mapped[str] = mapped_column(String(16))
+    seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -34,6 +34,7 @@ from idp.sessions import logout as session_logout
 from idp.sessions.service import is_login_active
 from idp.settings import get_settings
 from idp.tokens import format as pat_format
+from idp.tokens import monitor
 from idp.tokens import service as pat_service
 from idp.tokens import usage
 
@@ -261,8 +262,16 @@ def authenticate_bearer(
     client = storage.get_client(row.client_id)
     if client is None:
         return None
-    usage.record_use(usage.ACCESS, row.id, user_id=row.user_id, resource=resource)
+    family = row.family_id
+    use = monitor.Use(usage.ACCESS, str(row.id), row.user, None, lambda: _revoke_family(family))
+    if monitor.observe(use, resource=resource):
+        return None
     return BearerToken(row.scope, row.user, client, row=row)
+
+
+def _revoke_family(family_id: str) -> None:
+    storage.revoke_family(family_id, db.now())
+    db.get_session().commit()
 
 
 def is_token_active(row: OAuthToken, now: datetime, *, access: bool) -> bool:

@@ -22,6 +22,7 @@ from idp.models.token import PersonalAccessToken
 from idp.models.user import User
 from idp.settings import PAT_SCOPES
 from idp.settings import get_settings
+from idp.tokens import monitor
 from idp.tokens import storage
 from idp.tokens import usage
 from idp.tokens.format import display_prefix
@@ -40,6 +41,7 @@ def init_app(app: Flask) -> None:
     """Subscribe to the user events that end tokens (users/ knows nothing of tokens)."""
     users.password_changed.connect(_revoke_on_password_change, sender=app)
     usage.init_app(app)
+    monitor.init_app(app)
 
 
 def _revoke_on_password_change(
@@ -198,6 +200,7 @@ def find_active_token(token: str) -> PersonalAccessToken | None:
     row = storage.get_token_by_hash(digest)
     if row is None or not hmac.compare_digest(row.secret_hash, digest):
         return None
+    monitor.check_account_change(row, lambda: revoke_token(row, reason="unusual_use"))
     return row if is_token_active(row, db.now()) else None
 
 
@@ -215,10 +218,18 @@ def note_use(row: PersonalAccessToken, ip: str | None) -> None:
 def authenticate(token: str, ip: str | None, *, resource: str) -> PersonalAccessToken | None:
     """Return the live token ``token`` names, noting its use from ``ip`` for ``resource``."""
     row = find_active_token(token)
-    if row is not None:
-        note_use(row, ip)
-        usage.record_use(usage.PAT, row.id, user_id=row.user_id, resource=resource)
-    return row
+    if row is None:
+        return None
+    note_use(row, ip)
+    use = monitor.Use(
+        usage.PAT,
+        str(row.id),
+        row.user,
+        row.prefix,
+        lambda: revoke_token(row, reason="unusual_use"),
+    )
+    # Revoked by a rule on this very use: the call is refused too.
+    return None if monitor.observe(use, resource=resource) else row
 
 
 def _iso(value: datetime | None) -> str | None:

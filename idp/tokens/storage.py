@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import distinct
+from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
 
 from idp import db
 from idp.models.token import PersonalAccessToken
+from idp.models.token import SecurityNotice
 from idp.models.token import TokenUsage
 
 
@@ -83,3 +86,48 @@ def list_usage(token_kind: str, token_id: str, *, limit: int) -> list[TokenUsage
 
 def purge_usage(before: datetime) -> int:
     return db.delete_batch(TokenUsage.id, TokenUsage.hour < before)
+
+
+def has_usage_from(token_kind: str, token_id: str, network: str) -> bool:
+    """Return whether the token was ever used directly (not introspected) from ``network``."""
+    query = select(TokenUsage.id).where(
+        TokenUsage.token_kind == token_kind,
+        TokenUsage.token_id == token_id,
+        TokenUsage.network == network,
+        TokenUsage.introspected.is_(False),
+    )
+    return db.get_session().scalar(query.limit(1)) is not None
+
+
+def count_networks(token_kind: str, token_id: str, hour: datetime) -> int:
+    """Return how many networks the token was used from directly in ``hour``."""
+    query = select(func.count(distinct(TokenUsage.network))).where(
+        TokenUsage.token_kind == token_kind,
+        TokenUsage.token_id == token_id,
+        TokenUsage.hour == hour,
+        TokenUsage.introspected.is_(False),
+    )
+    return db.get_session().scalar(query) or 0
+
+
+def add_notice(notice: SecurityNotice) -> None:
+    db.get_session().add(notice)
+
+
+def has_notice(rule: str, token_kind: str, token_id: str, since: datetime) -> bool:
+    query = select(SecurityNotice.id).where(
+        SecurityNotice.rule == rule,
+        SecurityNotice.token_kind == token_kind,
+        SecurityNotice.token_id == token_id,
+        SecurityNotice.created_at >= since,
+    )
+    return db.get_session().scalar(query.limit(1)) is not None
+
+
+def list_unseen_notices(user_id: int) -> list[SecurityNotice]:
+    query = (
+        select(SecurityNotice)
+        .where(SecurityNotice.user_id == user_id, SecurityNotice.seen_at.is_(None))
+        .order_by(SecurityNotice.id)
+    )
+    return list(db.get_session().scalars(query))

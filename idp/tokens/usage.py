@@ -44,6 +44,16 @@ def network_of(ip: str) -> str:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
+def client_network() -> str | None:
+    """Return the network of this request's client; None outside a request or for a non-IP."""
+    if not has_request_context() or not request.remote_addr:
+        return None
+    try:
+        return network_of(request.remote_addr)
+    except ValueError:
+        return None
+
+
 def hour_of(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
@@ -60,11 +70,8 @@ def record_use(
 
     Outside a request, or from an address that is not an IP, nothing is recorded (None).
     """
-    if not has_request_context() or not request.remote_addr:
-        return None
-    try:
-        network = network_of(request.remote_addr)
-    except ValueError:
+    network = client_network()
+    if network is None:
         return None
     now = db.now()
     user_agent = request.user_agent.string[:MAX_USER_AGENT] or None
@@ -80,7 +87,7 @@ def record_use(
             "count": 1,
             "first_seen": now,
             "last_seen": now,
-            "ip": request.remote_addr,
+            "ip": request.remote_addr or "",
             "user_agent": user_agent,
         }
     )

@@ -1,4 +1,4 @@
-"""token usage records
+"""token usage records, security notices, password_changed_at
 
 Revision ID: 0007
 Revises: 0006
@@ -50,7 +50,33 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_token_usage_hour"), "token_usage", ["hour"])
     op.create_index(op.f("ix_token_usage_user_id"), "token_usage", ["user_id"])
+    op.create_table(
+        "security_notice",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("created_at", idp.db.UTCDateTime(), nullable=False),
+        sa.Column("rule", sa.String(length=32), nullable=False),
+        sa.Column("token_kind", sa.String(length=16), nullable=False),
+        sa.Column("token_id", sa.String(length=64), nullable=False),
+        sa.Column("prefix", sa.String(length=16), nullable=True),
+        sa.Column("network", sa.String(length=64), nullable=True),
+        sa.Column("action", sa.String(length=16), nullable=False),
+        sa.Column("seen_at", idp.db.UTCDateTime(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["user_account.id"],
+            name=op.f("fk_security_notice_user_id_user_account"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_security_notice")),
+    )
+    op.create_index(op.f("ix_security_notice_user_id"), "security_notice", ["user_id"])
+    with op.batch_alter_table("user_account") as batch:
+        batch.add_column(sa.Column("password_changed_at", idp.db.UTCDateTime(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("user_account") as batch:
+        batch.drop_column("password_changed_at")
+    op.drop_table("security_notice")
     op.drop_table("token_usage")
