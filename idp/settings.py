@@ -26,6 +26,8 @@ ENV_PREFIX = "IDP_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # The scopes a personal access token may ever carry (pat_allowed_scopes narrows them).
 PAT_SCOPES = ("openid", "profile", "email", "groups", "admin")
+# What an unusual-use rule does on a hit.
+RULE_ACTIONS = ("notify", "revoke", "off")
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,38 @@ class Settings:
     pat_allowed_scopes: str = "openid profile email groups admin"
     """Scopes a personal access token may carry (space-separated, from
     ``openid profile email groups admin``); ``admin`` only ever for admin users."""
+
+    token_usage_retention: int = 90
+    """Days token usage records (per token, IP network and hour) are kept; older ones are
+    purged by the periodic sweep."""
+
+    token_rule_new_network: str = "notify"  # noqa: S105 (an action, not a secret)
+    """A personal access token used from an IP network it was never used from while its
+    owner is logged in from another network: ``notify`` the owner and admins, ``revoke`` the
+    token too, or ``off``."""
+
+    token_rule_many_networks: str = "notify"  # noqa: S105 (an action, not a secret)
+    """One token used from more than ``token_many_networks_threshold`` networks within an
+    hour: ``notify``, ``revoke`` (for a refresh token, its family) or ``off``."""
+
+    token_many_networks_threshold: int = 3
+    """Distinct IP networks (/24, /48) one token may be used from within an hour."""
+
+    token_rule_after_account_change: str = "notify"  # noqa: S105 (an action, not a secret)
+    """A personal access token created before its owner changed password, or whose owner
+    is disabled, still presented: ``notify``, ``revoke`` or ``off``."""
+
+    smtp_url: str | None = None
+    """``smtp://host:port`` (or ``smtps://``) for security notices to users by e-mail."""
+
+    smtp_from: str | None = None
+    """The sender of those e-mails; defaults to ``idp@`` the issuer's host name."""
+
+    security_webhook_url: str | None = None
+    """Where security events are POSTed as JSON for admins (unset: no webhook)."""
+
+    security_webhook_secret: str | None = None
+    """Key of the webhook's ``X-Idp-Signature`` (HMAC-SHA256 of ``timestamp.body``)."""
 
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Flask configuration passed through unchanged (upper-case keys of the create_app mapping)."""
@@ -203,6 +237,28 @@ def _validate(settings: Settings) -> None:
             f"pat_allowed_scopes: unknown scope {sorted(unknown_scopes)[0]!r}; "
             f"choose from {' '.join(PAT_SCOPES)}"
         )
+    rules = (
+        "token_rule_new_network",
+        "token_rule_many_networks",
+        "token_rule_after_account_change",
+    )
+    for name in rules:
+        if getattr(settings, name) not in RULE_ACTIONS:
+            raise ConfigurationError(f"{name}: must be one of {', '.join(RULE_ACTIONS)}")
+    if settings.token_many_networks_threshold < 1:
+        raise ConfigurationError("token_many_networks_threshold: must be at least 1")
+    if settings.smtp_url is not None and urlsplit(settings.smtp_url).scheme not in (
+        "smtp",
+        "smtps",
+    ):
+        raise ConfigurationError("smtp_url: must start with smtp:// or smtps://")
+    if settings.security_webhook_url is not None:
+        if urlsplit(settings.security_webhook_url).scheme not in ("http", "https"):
+            raise ConfigurationError("security_webhook_url: must be an http(s) URL")
+        if not settings.security_webhook_secret:
+            raise ConfigurationError("security_webhook_secret: required with the webhook URL")
+    if settings.token_usage_retention < 1:
+        raise ConfigurationError("token_usage_retention: must be at least 1 day")
     if settings.session_idle_timeout > settings.session_absolute_timeout:
         raise ConfigurationError("session_idle_timeout: must not exceed session_absolute_timeout")
 

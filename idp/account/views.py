@@ -38,7 +38,9 @@ from idp.saml import registration as saml_registration
 from idp.sessions import service as sessions
 from idp.sessions.devices import describe_user_agent
 from idp.settings import get_settings
+from idp.tokens import monitor
 from idp.tokens import service as pats
+from idp.tokens import usage
 from idp.users import service as users
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -154,6 +156,7 @@ def _tokens_page(user: User, status: int = 200, **context: Any) -> ResponseRetur
     page = render_template(
         "account/tokens.html",
         tokens=pats.list_tokens(user),
+        recent_usage=lambda row: usage.recent_usage(usage.PAT, row.id),
         scopes=pats.allowed_scopes(user),
         lifetimes=[days for days in TOKEN_LIFETIMES if days <= settings.pat_max_lifetime]
         or [settings.pat_max_lifetime],
@@ -164,6 +167,12 @@ def _tokens_page(user: User, status: int = 200, **context: Any) -> ResponseRetur
         **context,
     )
     return page, status
+
+
+@bp.route("/notices", methods=["POST"])
+def dismiss_notices() -> ResponseReturnValue:
+    monitor.dismiss_notices(_login().user)
+    return _back("account.profile", "Security notices dismissed.")
 
 
 @bp.route("/tokens", methods=["GET", "POST"])

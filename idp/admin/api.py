@@ -42,6 +42,7 @@ from idp.saml import registration as sps
 from idp.sessions import service as sessions
 from idp.settings import get_settings
 from idp.tokens import service as pats
+from idp.tokens import usage
 from idp.users import service as users
 
 bp = Blueprint("admin_api", __name__, url_prefix=API_PREFIX)
@@ -111,7 +112,7 @@ def _authenticate() -> None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "", "A Bearer access token with the admin scope is required.")
-    bearer = tokens.authenticate_bearer(token.strip(), request.remote_addr)
+    bearer = tokens.authenticate_bearer(token.strip(), request.remote_addr, resource="admin_api")
     if bearer is None:
         raise ApiError(401, "invalid_token", "The access token is invalid, expired or revoked.")
     if clients.ADMIN_SCOPE not in bearer.scopes:
@@ -574,6 +575,20 @@ def list_tokens(query: schemas.TokenQuery) -> schemas.TokenList:
 )
 def revoke_token(id: int) -> None:
     pats.revoke_token(pats.require_token(id), reason="admin_revoked")
+
+
+@route(
+    "GET",
+    "/tokens/{id}/usage",
+    "The token's recent usage: one item per IP network, hour and resource, newest first",
+    response=schemas.TokenUsageList,
+    path_params={"id": int},
+    tag="tokens",
+)
+def token_usage(id: int) -> schemas.TokenUsageList:
+    rows = usage.recent_usage(usage.PAT, pats.require_token(id).id)
+    items = [schemas.TokenUsage.model_validate(row, from_attributes=True) for row in rows]
+    return schemas.TokenUsageList(items=items)
 
 
 # -- keys ------------------------------------------------------------------------------------

@@ -344,6 +344,26 @@ class TokenQuery(Query):
     user: Email | None = Field(None, description="Only this user's tokens (e-mail).")
 
 
+class TokenUsage(BaseModel):
+    """How often a token was used from one IP network in one hour, for one resource."""
+
+    network: str = Field(description="The /24 (IPv4) or /48 (IPv6) the uses came from.")
+    hour: datetime
+    resource: str = Field(
+        description="What was called (userinfo, admin_api) or the client that introspected it."
+    )
+    introspected: bool
+    count: int
+    first_seen: datetime
+    last_seen: datetime
+    ip: str = Field(description="The last address the token was used from.")
+    user_agent: str | None
+
+
+class TokenUsageList(BaseModel):
+    items: list[TokenUsage]
+
+
 # -- keys ------------------------------------------------------------------------------------
 
 

@@ -15,6 +15,8 @@ from idp.models.saml import SamlPersistentId
 from idp.models.saml import SamlSessionIndex
 from idp.models.saml import ServiceProvider
 from idp.models.token import PersonalAccessToken
+from idp.models.token import SecurityNotice
+from idp.models.token import TokenUsage
 from idp.models.user import Group
 from idp.models.user import User
 from idp.models.user import user_group
@@ -32,8 +34,10 @@ __all__ = [
     "ReplayEntry",
     "SamlPersistentId",
     "SamlSessionIndex",
+    "SecurityNotice",
     "ServiceProvider",
     "SessionParticipant",
+    "TokenUsage",
     "User",
     "user_group",
 ]

@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import JSON
+from sqlalchemy import Boolean
 from sqlalchemy import ForeignKey
+from sqlalchemy import Integer
 from sqlalchemy import String
+from sqlalchemy import UniqueConstraint
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 from sqlalchemy.orm import relationship
@@ -42,3 +45,57 @@ class PersonalAccessToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     user: Mapped[User] = relationship(lazy="joined")
+
+
+class TokenUsage(Base):
+    """How often one token was used from one IP network in one hour, for one resource.
+
+    ``token_kind`` is ``pat``, ``access`` or ``refresh``; ``token_id`` the personal access
+    token's id, the access token's issuance id, or (refresh) the family id's issuance root,
+    so rotation does not look like a new token. Never a token value.
+    """
+
+    __tablename__ = "token_usage"
+    __table_args__ = (UniqueConstraint("token_kind", "token_id", "network", "hour", "resource"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_kind: Mapped[str] = mapped_column(String(16))
+    token_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    # The /24 (IPv4) or /48 (IPv6) the caller's address is in; ``ip`` is the last address.
+    network: Mapped[str] = mapped_column(String(64))
+    hour: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    # What was called: "userinfo", "admin_api", "token" (a refresh), or the client_id of the
+    # resource server that introspected the token (``introspected``: its network, not the holder's).
+    resource: Mapped[str] = mapped_column(String(255))
+    introspected: Mapped[bool] = mapped_column(Boolean, default=False)
+    count: Mapped[int] = mapped_column(Integer)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    ip: Mapped[str] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(255))
+
+
+class SecurityNotice(Base):
+    """A security event the user is told about on ``/account`` (and by e-mail, if set up).
+
+    Unusual use of one of their tokens; named by kind, id and prefix, never by value.
+    """
+
+    __tablename__ = "security_notice"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    rule: Mapped[str] = mapped_column(String(32))
+    token_kind: Mapped[str] = mapped_column(String(16))
+    token_id: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str | None] = mapped_column(String(16))
+    network: Mapped[str | None] = mapped_column(String(64))
+    # "notified" or "revoked": what the IdP did about it.
+    action: Mapped[str] = mapped_column(String(16))
+    seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -55,5 +55,8 @@ class User(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # When the password last changed (None: never since it was set): tokens created before
+    # it and still used are reported (idp/tokens/monitor.py).
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     groups: Mapped[list[Group]] = relationship(secondary=user_group, lazy="selectin")

@@ -21,6 +21,8 @@ from idp.oidc import storage
 from idp.oidc.grants import CLIENT_AUTH_METHODS
 from idp.oidc.grants import EndUser
 from idp.sessions.service import is_login_active
+from idp.tokens import monitor
+from idp.tokens import usage
 
 # A confidential client that lost the response to a refresh may retry with the same token
 # this long (its retry authenticates); public clients get no grace.
@@ -60,7 +62,13 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             return None
         now = db.now()
         if token.rotated_at is None:
-            return token if _is_refreshable(token, now) else None
+            if not _is_refreshable(token, now):
+                return None
+            family = token.family_id
+            use = monitor.Use(
+                usage.REFRESH, family, token.user, None, lambda: storage.revoke_family(family, now)
+            )
+            return None if monitor.observe(use, resource=token.client_id) else token
         children = storage.get_child_tokens(token)
         lost = children[0] if len(children) == 1 else None
         # The grace is only for a confidential client, whose retry had to authenticate: a
@@ -82,6 +90,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         # RFC 9700 §4.14.2: reuse of a rotated refresh token revokes the family.
         revoked = storage.revoke_family(token.family_id, now)
         _record_reuse(token, within_grace=False, tokens_revoked=revoked)
+        monitor.report_refresh_replay(token.family_id, token.user)
         return None
 
     def authenticate_user(self, refresh_token: OAuthToken) -> EndUser | None:

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 from typing import cast
 
+from authlib.consts import default_json_headers
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import errors as oauth2_errors
@@ -47,6 +48,7 @@ from idp.settings import Settings
 from idp.settings import get_settings
 from idp.tokens import format as pat_format
 from idp.tokens import service as pat_service
+from idp.tokens import usage
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +106,19 @@ class FoundPat:
     row: PersonalAccessToken
 
 
+def _record_introspection(token: FoundToken | FoundPat, client_id: str) -> None:
+    kind: str
+    token_id: str
+    user_id: int | None
+    if isinstance(token, FoundPat):
+        kind, token_id, user_id = usage.PAT, str(token.row.id), token.row.user_id
+    elif token.is_refresh:
+        kind, token_id, user_id = usage.REFRESH, token.row.family_id, token.row.user_id
+    else:
+        kind, token_id, user_id = usage.ACCESS, str(token.row.id), token.row.user_id
+    usage.record_use(kind, token_id, user_id=user_id, resource=client_id, introspected=True)
+
+
 class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
     """RFC 7662: a confidential client asks about its own tokens, a resource server about any.
 
@@ -131,6 +146,15 @@ class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
         if isinstance(token, FoundPat):
             return client.is_resource_server
         return client.is_resource_server or token.row.client_id == client.get_client_id()
+
+    def create_endpoint_response(self, request: Any) -> tuple[int, dict[str, Any], Any]:
+        # Authlib's, plus a usage record: the introspecting client is the "resource".
+        client = self.authenticate_endpoint_client(request)
+        token = self.authenticate_token(request, client)
+        body = self.create_introspection_payload(token)
+        if body.get("active") and token is not None:
+            _record_introspection(token, client.get_client_id())
+        return 200, body, default_json_headers
 
     def create_introspection_payload(self, token: FoundToken | FoundPat | None) -> dict[str, Any]:
         if isinstance(token, FoundPat):

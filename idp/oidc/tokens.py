@@ -34,7 +34,9 @@ from idp.sessions import logout as session_logout
 from idp.sessions.service import is_login_active
 from idp.settings import get_settings
 from idp.tokens import format as pat_format
+from idp.tokens import monitor
 from idp.tokens import service as pat_service
+from idp.tokens import usage
 
 ACCESS_TOKEN_ALG = "RS256"  # noqa: S105 (an algorithm name)
 
@@ -239,7 +241,9 @@ class BearerToken:
         )
 
 
-def authenticate_bearer(access_token: str, ip: str | None = None) -> BearerToken | None:
+def authenticate_bearer(
+    access_token: str, ip: str | None = None, *, resource: str
+) -> BearerToken | None:
     """Return the live token presented, as userinfo and the admin API decide, or None.
 
     A personal access token is recognised by its prefix (and checksum, before any query);
@@ -248,7 +252,7 @@ def authenticate_bearer(access_token: str, ip: str | None = None) -> BearerToken
     or deleted.
     """
     if pat_format.is_personal_access_token(access_token):
-        pat = pat_service.authenticate(access_token, ip)
+        pat = pat_service.authenticate(access_token, ip, resource=resource)
         if pat is None:
             return None
         return BearerToken(" ".join(pat.scopes), pat.user, None, pat=pat)
@@ -256,7 +260,18 @@ def authenticate_bearer(access_token: str, ip: str | None = None) -> BearerToken
     if row is None:
         return None
     client = storage.get_client(row.client_id)
-    return BearerToken(row.scope, row.user, client, row=row) if client is not None else None
+    if client is None:
+        return None
+    family = row.family_id
+    use = monitor.Use(usage.ACCESS, str(row.id), row.user, None, lambda: _revoke_family(family))
+    if monitor.observe(use, resource=resource):
+        return None
+    return BearerToken(row.scope, row.user, client, row=row)
+
+
+def _revoke_family(family_id: str) -> None:
+    storage.revoke_family(family_id, db.now())
+    db.get_session().commit()
 
 
 def is_token_active(row: OAuthToken, now: datetime, *, access: bool) -> bool:

@@ -22,7 +22,9 @@ from idp.models.token import PersonalAccessToken
 from idp.models.user import User
 from idp.settings import PAT_SCOPES
 from idp.settings import get_settings
+from idp.tokens import monitor
 from idp.tokens import storage
+from idp.tokens import usage
 from idp.tokens.format import display_prefix
 from idp.tokens.format import generate_token
 from idp.tokens.format import is_well_formed
@@ -38,6 +40,8 @@ LAST_USED_GRANULARITY = timedelta(minutes=1)
 def init_app(app: Flask) -> None:
     """Subscribe to the user events that end tokens (users/ knows nothing of tokens)."""
     users.password_changed.connect(_revoke_on_password_change, sender=app)
+    usage.init_app(app)
+    monitor.init_app(app)
 
 
 def _revoke_on_password_change(
@@ -196,6 +200,7 @@ def find_active_token(token: str) -> PersonalAccessToken | None:
     row = storage.get_token_by_hash(digest)
     if row is None or not hmac.compare_digest(row.secret_hash, digest):
         return None
+    monitor.check_account_change(row, lambda: revoke_token(row, reason="unusual_use"))
     return row if is_token_active(row, db.now()) else None
 
 
@@ -210,12 +215,21 @@ def note_use(row: PersonalAccessToken, ip: str | None) -> None:
         db.get_session().commit()
 
 
-def authenticate(token: str, ip: str | None) -> PersonalAccessToken | None:
-    """Return the live token ``token`` names, noting its use from ``ip``; else None."""
+def authenticate(token: str, ip: str | None, *, resource: str) -> PersonalAccessToken | None:
+    """Return the live token ``token`` names, noting its use from ``ip`` for ``resource``."""
     row = find_active_token(token)
-    if row is not None:
-        note_use(row, ip)
-    return row
+    if row is None:
+        return None
+    note_use(row, ip)
+    use = monitor.Use(
+        usage.PAT,
+        str(row.id),
+        row.user,
+        row.prefix,
+        lambda: revoke_token(row, reason="unusual_use"),
+    )
+    # Revoked by a rule on this very use: the call is refused too.
+    return None if monitor.observe(use, resource=resource) else row
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import distinct
+from sqlalchemy import func
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
 
 from idp import db
 from idp.models.token import PersonalAccessToken
+from idp.models.token import SecurityNotice
+from idp.models.token import TokenUsage
 
 
 def add_token(row: PersonalAccessToken) -> None:
@@ -34,4 +43,91 @@ def list_tokens(
         query = query.where(PersonalAccessToken.id > after)
     if limit is not None:
         query = query.limit(limit)
+    return list(db.get_session().scalars(query))
+
+
+def upsert_usage(values: dict[str, Any]) -> None:
+    """Count one use in its (token, network, hour, resource) row, inserting it if new.
+
+    One statement (``INSERT … ON CONFLICT DO UPDATE``), so concurrent uses of a busy token
+    neither race nor write a row per call.
+    """
+    session = db.get_session()
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = insert(TokenUsage).values(**values)
+    statement = statement.on_conflict_do_update(
+        index_elements=[
+            TokenUsage.token_kind,
+            TokenUsage.token_id,
+            TokenUsage.network,
+            TokenUsage.hour,
+            TokenUsage.resource,
+        ],
+        set_={
+            "count": TokenUsage.count + 1,
+            "last_seen": statement.excluded.last_seen,
+            "ip": statement.excluded.ip,
+            "user_agent": statement.excluded.user_agent,
+        },
+    )
+    session.execute(statement)
+
+
+def list_usage(token_kind: str, token_id: str, *, limit: int) -> list[TokenUsage]:
+    """Return a token's usage rows, the latest hour first."""
+    query = (
+        select(TokenUsage)
+        .where(TokenUsage.token_kind == token_kind, TokenUsage.token_id == token_id)
+        .order_by(TokenUsage.hour.desc(), TokenUsage.id.desc())
+        .limit(limit)
+    )
+    return list(db.get_session().scalars(query))
+
+
+def purge_usage(before: datetime) -> int:
+    return db.delete_batch(TokenUsage.id, TokenUsage.hour < before)
+
+
+def has_usage_from(token_kind: str, token_id: str, network: str) -> bool:
+    """Return whether the token was ever used directly (not introspected) from ``network``."""
+    query = select(TokenUsage.id).where(
+        TokenUsage.token_kind == token_kind,
+        TokenUsage.token_id == token_id,
+        TokenUsage.network == network,
+        TokenUsage.introspected.is_(False),
+    )
+    return db.get_session().scalar(query.limit(1)) is not None
+
+
+def count_networks(token_kind: str, token_id: str, hour: datetime) -> int:
+    """Return how many networks the token was used from directly in ``hour``."""
+    query = select(func.count(distinct(TokenUsage.network))).where(
+        TokenUsage.token_kind == token_kind,
+        TokenUsage.token_id == token_id,
+        TokenUsage.hour == hour,
+        TokenUsage.introspected.is_(False),
+    )
+    return db.get_session().scalar(query) or 0
+
+
+def add_notice(notice: SecurityNotice) -> None:
+    db.get_session().add(notice)
+
+
+def has_notice(rule: str, token_kind: str, token_id: str, since: datetime) -> bool:
+    query = select(SecurityNotice.id).where(
+        SecurityNotice.rule == rule,
+        SecurityNotice.token_kind == token_kind,
+        SecurityNotice.token_id == token_id,
+        SecurityNotice.created_at >= since,
+    )
+    return db.get_session().scalar(query.limit(1)) is not None
+
+
+def list_unseen_notices(user_id: int) -> list[SecurityNotice]:
+    query = (
+        select(SecurityNotice)
+        .where(SecurityNotice.user_id == user_id, SecurityNotice.seen_at.is_(None))
+        .order_by(SecurityNotice.id)
+    )
     return list(db.get_session().scalars(query))

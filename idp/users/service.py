@@ -175,7 +175,7 @@ def set_password(
     """
     validate_password(password)
     user.password_hash = hash_password(password)
-    user.updated_at = db.now()
+    user.updated_at = user.password_changed_at = db.now()
     audit.record("user_password_changed", user_id=user.id)
     password_changed.send(_app(), user=user, keep_login=keep_login, revoke_tokens=revoke_tokens)
 

@@ -1,0 +1,165 @@
+"""Token usage records: one row per token, IP network, hour and resource, counted; retention."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from idp import db
+from idp.models.token import TokenUsage
+from idp.sessions.logout import run_maintenance
+from tests.admin.conftest import ADMIN_PASSWORD
+from tests.admin.conftest import API
+from tests.conftest import Clock
+from tests.conftest import TestUser
+from tests.conftest import make_user
+from tests.helpers import oidc
+from tests.tokens.conftest import bearer
+from tests.tokens.conftest import create_pat
+
+AGENT = "ci-script/1.0"
+
+
+def usage_rows(app: Flask) -> list[TokenUsage]:
+    with app.app_context():
+        query = select(TokenUsage).order_by(TokenUsage.id)
+        rows = list(db.get_session().scalars(query))
+        db.get_session().expunge_all()
+        return rows
+
+
+def use(http: FlaskClient, token: str, ip: str, agent: str = AGENT) -> None:
+    response = http.get(
+        "/userinfo",
+        headers={**bearer(token), "User-Agent": agent},
+        environ_base={"REMOTE_ADDR": ip},
+    )
+    assert response.status_code == 200, response.data
+
+
+def pat_for(app: Flask, user: TestUser) -> dict[str, Any]:
+    return create_pat(app, user.email, "--scope", "openid", "--expires-in", "7")
+
+
+def test_a_thousand_uses_from_one_ip_make_one_row(
+    app: Flask, http: FlaskClient, user: TestUser, clock: Clock
+) -> None:
+    pat = pat_for(app, user)
+    for _ in range(1000):
+        use(http, pat["token"], "198.51.100.7")
+    [row] = usage_rows(app)
+    assert (row.token_kind, row.token_id, row.user_id) == ("pat", str(pat["id"]), user.id)
+    assert row.count == 1000
+    assert row.network == "198.51.100.0/24" and row.ip == "198.51.100.7"
+    assert row.resource == "userinfo" and not row.introspected
+    assert row.user_agent == AGENT
+    assert row.hour == clock.now.replace(minute=0, second=0, microsecond=0)
+
+
+def test_rows_split_by_network_and_hour_not_by_address(
+    app: Flask, http: FlaskClient, user: TestUser, clock: Clock
+) -> None:
+    clock.now = clock.now.replace(minute=10)  # the next five minutes stay in this hour
+    pat = pat_for(app, user)
+    use(http, pat["token"], "198.51.100.7")
+    clock.advance(minutes=5)
+    use(http, pat["token"], "198.51.100.200", agent="curl/8")  # same /24: same row
+    use(http, pat["token"], "203.0.113.9")
+    use(http, pat["token"], "2001:db8:1:2::1")
+    use(http, pat["token"], "2001:db8:1:ffff::2")  # same /48
+    clock.advance(hours=1)
+    use(http, pat["token"], "198.51.100.7")
+    rows = usage_rows(app)
+    assert [(r.network, r.count) for r in rows] == [
+        ("198.51.100.0/24", 2),
+        ("203.0.113.0/24", 1),
+        ("2001:db8:1::/48", 2),
+        ("198.51.100.0/24", 1),
+    ]
+    first = rows[0]
+    assert first.ip == "198.51.100.200" and first.user_agent == "curl/8"
+    assert first.last_seen > first.first_seen
+    for row in rows:  # never the token value, only its id
+        assert pat["token"] not in repr(vars(row))
+
+
+def test_access_refresh_and_introspection_are_recorded(
+    app: Flask, http: FlaskClient, logged_in: TestUser
+) -> None:
+    client = oidc.register(app)
+    api = oidc.register(
+        app, "API", redirect_uris=["https://api.example.com/unused"], is_resource_server=True
+    )
+    tokens = oidc.issue_tokens(http, client, "openid offline_access")
+    use(http, tokens["access_token"], "192.0.2.10")
+    refreshed = http.post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        auth=client.basic_auth,
+        environ_base={"REMOTE_ADDR": "192.0.2.11"},
+    )
+    assert refreshed.status_code == 200, refreshed.data
+    introspected = http.post(
+        "/introspect",
+        data={"token": refreshed.get_json()["access_token"]},
+        auth=api.basic_auth,
+        environ_base={"REMOTE_ADDR": "10.1.2.3"},
+    )
+    assert introspected.get_json()["active"] is True
+    rows = usage_rows(app)
+    assert [(r.token_kind, r.resource, r.network, r.introspected) for r in rows] == [
+        ("access", "userinfo", "192.0.2.0/24", False),
+        ("refresh", client.client_id, "192.0.2.0/24", False),
+        ("access", api.client_id, "10.1.2.0/24", True),
+    ]
+    assert all(r.user_id == logged_in.id for r in rows)
+    # An inactive token's introspection records nothing.
+    http.post("/introspect", data={"token": "nonsense"}, auth=api.basic_auth)
+    assert len(usage_rows(app)) == 3
+
+
+def test_records_older_than_the_retention_are_purged(
+    app: Flask, http: FlaskClient, user: TestUser, clock: Clock
+) -> None:
+    pat = create_pat(app, user.email, "--scope", "openid", "--expires-in", "90")
+    use(http, pat["token"], "198.51.100.7")
+    clock.advance(days=89)
+    use(http, pat["token"], "198.51.100.7")
+    with app.app_context():
+        run_maintenance()
+    assert len(usage_rows(app)) == 2
+    clock.advance(days=2)  # the first hour is now 91 days old (default retention 90)
+    with app.app_context():
+        run_maintenance()
+    [kept] = usage_rows(app)
+    assert kept.first_seen == clock.now - timedelta(days=2)
+
+
+def test_owner_sees_recent_usage_on_the_tokens_page(
+    app: Flask, http: FlaskClient, logged_in: TestUser
+) -> None:
+    pat = pat_for(app, logged_in)
+    use(http, pat["token"], "203.0.113.9", agent="deploy-bot/2")
+    page = http.get("/account/tokens").get_data(as_text=True)
+    assert "203.0.113.0/24" in page and "deploy-bot/2" in page
+
+
+def test_admin_api_lists_a_tokens_usage(app: Flask, http: FlaskClient, user: TestUser) -> None:
+    admin = make_user(app, "admin@example.com", ADMIN_PASSWORD, is_admin=True)
+    admin_pat = create_pat(app, admin.email, "--scope", "admin", name="bootstrap")
+    pat = pat_for(app, user)
+    use(http, pat["token"], "203.0.113.9")
+    use(http, pat["token"], "203.0.113.10")
+    response = http.get(f"{API}/tokens/{pat['id']}/usage", headers=bearer(admin_pat["token"]))
+    assert response.status_code == 200, response.data
+    [item] = response.get_json()["items"]
+    assert item["network"] == "203.0.113.0/24" and item["count"] == 2
+    assert item["ip"] == "203.0.113.10" and item["resource"] == "userinfo"
+    missing = http.get(f"{API}/tokens/99999/usage", headers=bearer(admin_pat["token"]))
+    assert missing.status_code == 404
+    document = http.get(f"{API}/openapi.json").get_json()
+    assert f"{API}/tokens/{{id}}/usage" in document["paths"]
