@@ -40,6 +40,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp import csrf
     from idp import errors
     from idp import inputs
+    from idp import limits
     from idp import logs
     from idp import ops
     from idp import replay
@@ -65,6 +66,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     key_store.init_app(app, settings)
     session_service.init_app(app, settings)
     replay.init_app(app, settings)
+    limits.init_app(app, settings)
     oidc_server.init_app(app, settings)
     token_service.init_app(app)
     logs.init_app(app)
@@ -78,6 +80,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(account_views.bp)
     app.register_blueprint(admin_api.bp)
     app.register_blueprint(admin_views.bp)
+    limits.limit_failures(app, ["sessions.login"], scope="login", methods=["POST"])
+    limits.limit_failures(app, ["oidc.token", "oidc.introspect", "oidc.revoke"], scope="client")
+    limits.limit_failures(app, ["oidc.userinfo", *_endpoints(app, "admin_api.")], scope="bearer")
     # Browsers ask for /favicon.ico wherever no <link rel="icon"> names the icon (JSON, images).
     app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.svg"))
     app.after_request(_security_headers)
@@ -93,6 +98,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     ):
         package.register(app.cli)
     return app
+
+
+def _endpoints(app: Flask, prefix: str) -> list[str]:
+    return [name for name in app.view_functions if name.startswith(prefix)]
 
 
 def _security_headers(response: Response) -> Response:
