@@ -12,13 +12,13 @@ from sqlalchemy import select
 
 from idp import db
 from idp.models import AuditEvent
+from tests.admin.conftest import ADMIN_PASSWORD
 from tests.admin.conftest import API
-from tests.admin.conftest import Bearer
-from tests.admin.conftest import admin  # noqa: F401 (a fixture)
-from tests.admin.conftest import admin_token  # noqa: F401 (a fixture)
+from tests.admin.conftest import user_token
 from tests.conftest import AuthActions
 from tests.conftest import Clock
 from tests.conftest import TestUser
+from tests.conftest import make_user
 from tests.helpers import oidc
 from tests.helpers.cli import run
 
@@ -124,8 +124,10 @@ def test_unlock_of_an_unknown_user_is_one_error_line(app: Flask) -> None:
 
 
 def test_unlock_through_the_admin_api(
-    app: Flask, counters: str, auth: AuthActions, user: TestUser, admin_token: Bearer
+    app: Flask, counters: str, auth: AuthActions, user: TestUser
 ) -> None:
+    admin = make_user(app, "admin@example.com", ADMIN_PASSWORD, is_admin=True)
+    admin_token = user_token(app, admin)
     fail(auth, user.email, 5)
     http = app.test_client()
     response = http.post(f"{API}/users/{user.id}/unlock", headers=admin_token.headers)
