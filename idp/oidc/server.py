@@ -23,6 +23,7 @@ from flask import Flask
 from flask import Response
 from flask import current_app
 from flask import request as flask_request
+from flask import url_for
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from werkzeug.datastructures import MultiDict
@@ -389,6 +390,7 @@ class OpenIDProvider(AuthorizationServer):  # type: ignore[misc]
             params,
             issuer=_issuer(),
             response_mode=flask_request.values.get("response_mode", "query"),
+            script_url=url_for("static", filename="continue.js"),
         )
 
 
