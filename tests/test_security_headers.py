@@ -124,8 +124,12 @@ def test_static_script_is_served_as_javascript(http: FlaskClient) -> None:
 
 def test_hsts_only_when_the_issuer_is_https(settings: dict[str, Any], http: FlaskClient) -> None:
     from idp import create_app
+    from idp.db import get_database
 
     assert "Strict-Transport-Security" not in http.get("/login").headers
     secure = create_app({**settings, "issuer": "https://idp.example.com"})
-    page = secure.test_client().get("/login", base_url="https://idp.example.com")
-    assert page.headers["Strict-Transport-Security"] == "max-age=31536000"
+    try:
+        page = secure.test_client().get("/login", base_url="https://idp.example.com")
+        assert page.headers["Strict-Transport-Security"] == "max-age=31536000"
+    finally:
+        get_database(secure).engine.dispose()

@@ -204,12 +204,18 @@ def test_two_instances_share_the_redis_counters(
     import redis
 
     from idp import create_app
+    from idp.db import get_database
 
     redis.Redis.from_url(redis_url).flushdb()
     first = create_app({**settings, "redis_url": redis_url})
     second = create_app({**settings, "redis_url": redis_url})
     for replica in (first, second):
         replica.extensions["idp.clock"] = app.extensions["idp.clock"]
-    fail(AuthActions(first.test_client()), user.email, 3)
-    fail(AuthActions(second.test_client()), user.email, 2)
-    assert AuthActions(first.test_client()).login(user.email, user.password).status_code == 401
+    try:
+        fail(AuthActions(first.test_client()), user.email, 3)
+        fail(AuthActions(second.test_client()), user.email, 2)
+        locked = AuthActions(first.test_client()).login(user.email, user.password)
+        assert locked.status_code == 401
+    finally:
+        for replica in (first, second):
+            get_database(replica).engine.dispose()
