@@ -195,7 +195,11 @@ def test_pat_guessing_from_one_ip_gets_429(counters: str, http: FlaskClient) -> 
         assert http.get("/userinfo", headers=guess).status_code == 401
     throttled = http.get(f"{API}/users", headers=guess)
     assert throttled.status_code == 429
+    assert throttled.mimetype == "application/problem+json"
     assert int(throttled.headers["Retry-After"]) > 0
+    userinfo = http.get("/userinfo", headers=guess)
+    assert userinfo.status_code == 429
+    assert userinfo.get_json()["error"] == "too_many_requests"  # JSON for a program, not a page
 
 
 def test_two_instances_share_the_redis_counters(
@@ -219,3 +223,13 @@ def test_two_instances_share_the_redis_counters(
     finally:
         for replica in (first, second):
             get_database(replica).engine.dispose()
+
+
+def test_failed_client_secrets_from_one_ip_get_429(counters: str, http: FlaskClient) -> None:
+    form = {"grant_type": "client_credentials"}
+    for number in range(30):
+        assert http.post("/token", data=form, auth=(f"c{number}", "guess")).status_code == 401
+    throttled = http.post("/token", data=form, auth=("c-last", "guess"))
+    assert throttled.status_code == 429
+    assert throttled.get_json()["error"] == "too_many_requests"
+    assert int(throttled.headers["Retry-After"]) > 0
