@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from flask import Response
 
 from idp import db
 from idp.cli_support import IdpGroup
@@ -39,7 +38,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp import commands
     from idp import csrf
     from idp import errors
+    from idp import headers
     from idp import inputs
+    from idp import limits
     from idp import logs
     from idp import ops
     from idp import replay
@@ -65,6 +66,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     key_store.init_app(app, settings)
     session_service.init_app(app, settings)
     replay.init_app(app, settings)
+    limits.init_app(app, settings)
     oidc_server.init_app(app, settings)
     token_service.init_app(app)
     logs.init_app(app)
@@ -78,9 +80,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(account_views.bp)
     app.register_blueprint(admin_api.bp)
     app.register_blueprint(admin_views.bp)
+    limits.limit_failures(app, ["sessions.login"], scope="login", methods=["POST"])
+    limits.limit_failures(app, ["oidc.token", "oidc.introspect", "oidc.revoke"], scope="client")
+    limits.limit_failures(app, ["oidc.userinfo", *_endpoints(app, "admin_api.")], scope="bearer")
     # Browsers ask for /favicon.ico wherever no <link rel="icon"> names the icon (JSON, images).
     app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.svg"))
-    app.after_request(_security_headers)
+    headers.init_app(app)
     app.cli = IdpGroup(app.name)
     for package in (
         commands,
@@ -95,10 +100,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-def _security_headers(response: Response) -> Response:
-    # Clickjacking and MIME sniffing; our own pages may frame each other (front-channel logout).
-    response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
-    response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'self'")
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    return response
+def _endpoints(app: Flask, prefix: str) -> list[str]:
+    return [name for name in app.view_functions if name.startswith(prefix)]

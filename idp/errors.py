@@ -99,7 +99,7 @@ def _is_admin_api() -> bool:
 
 def _wants_json() -> bool:
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
-    return request.path.startswith("/api/") or best == "application/json"
+    return request.path.startswith("/api/") or _is_protocol_endpoint() or best == "application/json"
 
 
 # The IdP's words for the statuses a browser commonly meets, in place of werkzeug's stock

@@ -83,6 +83,17 @@ class Settings:
     password_hash_parallelism: int = 4
     """Argon2id lanes."""
 
+    login_max_failures: int = 5
+    """Wrong passwords (or client secrets) for one account (or client) within ``login_lockout``
+    before it is locked for that long."""
+
+    login_lockout: timedelta = timedelta(seconds=900)
+    """Seconds an account stays locked; also the window the failures are counted in."""
+
+    login_rate_limit: str = "30 per minute"
+    """Failed logins, client authentications and bearer tokens one client IP may send
+    (Flask-Limiter notation) before it is answered 429 with ``Retry-After``."""
+
     log_level: str = "INFO"
     """Level of ``idp serve``'s log on stderr (DEBUG, INFO, WARNING, ERROR); INFO includes the
     ``idp.audit`` lines. No token, code, secret or password is logged at any level."""

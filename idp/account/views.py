@@ -58,10 +58,8 @@ def _require_login_and_csrf() -> ResponseReturnValue | None:
 
 @bp.after_request
 def _private_page(response: Response) -> Response:
-    # Buttons that end sessions must not be clickjacked (framed under a decoy), and a page
-    # listing one's addresses and devices must not stay in a shared cache or the history.
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+    # A page listing one's addresses and devices must not stay in a shared cache or the
+    # history (idp/headers.py keeps every page from being framed under a decoy).
     response.headers["Cache-Control"] = "no-store"
     return response
 

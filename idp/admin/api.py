@@ -312,6 +312,21 @@ def reset_password(id: int, body: schemas.PasswordReset) -> None:
     users.set_password(users.require_user(id), body.password)
 
 
+@route(
+    "POST",
+    "/users/{id}/unlock",
+    "Lift a brute-force lockout of the account",
+    status=204,
+    description=(
+        "After too many failed logins an account is locked for a while (IDP_LOGIN_LOCKOUT); "
+        "this ends the lock now and forgets the failures. Audited as `account_unlocked`."
+    ),
+    **USER,
+)
+def unlock_user(id: int) -> None:
+    users.unlock_user(users.require_user(id))
+
+
 # -- clients ---------------------------------------------------------------------------------
 
 CLIENT: dict[str, Any] = {"path_params": {"client_id": str}, "tag": "clients"}

@@ -61,9 +61,7 @@ def _require_admin_and_csrf() -> ResponseReturnValue | None:
 
 @bp.after_request
 def _private_page(response: Response) -> Response:
-    # Buttons that end sessions must not be clickjacked, nor the listings cached.
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+    # The listings are not cached (idp/headers.py keeps the buttons from being clickjacked).
     response.headers["Cache-Control"] = "no-store"
     return response
 

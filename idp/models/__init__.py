@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from idp.models.audit import AuditEvent
+from idp.models.limits import FailureCounter
 from idp.models.login import LoginSession
 from idp.models.login import LogoutDelivery
 from idp.models.login import SessionParticipant
@@ -25,6 +26,7 @@ __all__ = [
     "AuditEvent",
     "AuthorizationCode",
     "Consent",
+    "FailureCounter",
     "Group",
     "LoginSession",
     "LogoutDelivery",

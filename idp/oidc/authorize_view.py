@@ -62,11 +62,7 @@ SCOPE_DESCRIPTIONS = {
 }
 
 
-CONSENT_PAGE_HEADERS = {
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "frame-ancestors 'none'",
-    "Cache-Control": "no-store",
-}
+CONSENT_PAGE_HEADERS = {"Cache-Control": "no-store"}  # not framed: idp/headers.py
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,14 @@ from flask import Flask
 from flask import Response
 from flask import current_app
 from flask import request as flask_request
+from flask import url_for
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from werkzeug.datastructures import MultiDict
 
 from idp import audit
 from idp import db
+from idp import limits
 from idp import outbound
 from idp.models.oidc import OAuthClient
 from idp.models.oidc import OAuthToken
@@ -357,6 +359,30 @@ def _authenticate_client_secret_basic(query_client: Any, request: Any) -> OAuthC
 class OpenIDProvider(AuthorizationServer):  # type: ignore[misc]
     """Authlib's Flask server; every response to a client's redirect_uri is built here."""
 
+    def authenticate_client(self, request: Any, methods: list[str], endpoint: str = "token") -> Any:
+        """Authenticate the client, counting failed secrets per client_id (brute-force lockout).
+
+        A locked client is refused with the error any failure gets, after the same work.
+        """
+        credentials = flask_request.authorization
+        client_id = (credentials.username if credentials else None) or flask_request.form.get(
+            "client_id"
+        )
+        key = limits.client_key(client_id) if client_id else None
+        locked = key is not None and limits.is_locked(key)
+        try:
+            client = super().authenticate_client(request, methods, endpoint)
+        except InvalidClientError:
+            if key is not None and not locked:
+                limits.record_failure(key, "client_locked", rp=client_id)
+            raise
+        if locked:
+            raise InvalidClientError(
+                status_code=401 if "client_secret_basic" in methods else 400,
+                description=f"The client cannot authenticate with methods: {methods}",
+            )
+        return client
+
     def handle_error_response(self, request: Any, error: OAuth2Error) -> Response:
         """Send ``error`` to its validated redirect_uri, else answer it in JSON (RFC 6749 §5.2)."""
         if not error.redirect_uri:
@@ -388,6 +414,7 @@ class OpenIDProvider(AuthorizationServer):  # type: ignore[misc]
             params,
             issuer=_issuer(),
             response_mode=flask_request.values.get("response_mode", "query"),
+            script_url=url_for("static", filename="continue.js"),
         )
 
 

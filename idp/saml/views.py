@@ -24,6 +24,7 @@ from werkzeug.wrappers import Response
 
 from idp import audit
 from idp import db
+from idp import headers as idp_headers
 from idp.errors import SamlRequestError
 from idp.errors import SamlStatusError
 from idp.keys.store import get_key_store
@@ -100,8 +101,8 @@ def _post_form(
     # The page may carry a bearer assertion: never cached, never framed. A LogoutRequest's
     # page is framed by the IdP's own logged-out page (front-channel logout).
     headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-    if not framable:
-        headers["X-Frame-Options"] = "DENY"
+    if framable:
+        idp_headers.allow_framing_by_self()
     response: Response = make_response(page, 200, headers)  # text/html, as Flask's default
     return response
 

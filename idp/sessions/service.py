@@ -24,6 +24,7 @@ from werkzeug.wrappers import Response
 
 from idp import audit
 from idp import db
+from idp import limits
 from idp.errors import NotFoundError
 from idp.models.login import LoginSession
 from idp.models.login import SessionParticipant
@@ -131,17 +132,19 @@ def authenticate(email: str, password: str) -> User | None:
     """Return the user when the credentials are right and the account usable, else None.
 
     Costs one Argon2 verification on every path, so timing does not reveal whether the
-    account exists.
+    account exists or is locked; a locked account refuses even the right password.
     """
     user = users.get_user_by_email(email)
     ok = passwords.verify_password(user.password_hash if user else None, password)
-    if user is None or not ok or user.is_disabled:
-        audit.record(
-            "login_failure",
-            user_id=user.id if user else None,
-            reason="disabled" if user and ok else "bad_credentials",
-        )
+    # Unknown accounts are counted too, so a lockout tells nothing about existence.
+    key = limits.account_key(email)
+    locked = limits.is_locked(key)
+    if user is None or not ok or user.is_disabled or locked:
+        reason = "locked" if locked else "disabled" if user and ok else "bad_credentials"
+        audit.record("login_failure", user_id=user.id if user else None, reason=reason)
         db.get_session().commit()
+        if reason == "bad_credentials":
+            limits.record_failure(key, "account_locked", user_id=user.id if user else None)
         return None
     assert user.password_hash is not None  # noqa: S101  (ok implies a hash)
     if passwords.needs_rehash(user.password_hash):

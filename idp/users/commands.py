@@ -1,4 +1,4 @@
-"""``idp user add|list|disable``."""
+"""``idp user add|list|disable|unlock``."""
 
 from __future__ import annotations
 
@@ -59,6 +59,17 @@ def disable(email: str) -> None:
     """Disable a user and end their sessions."""
     user = service.disable_user(email)
     click.echo(f"Disabled {user.email}.")
+
+
+@cli.command("unlock")
+@click.argument("email")
+def unlock(email: str) -> None:
+    """Lift a brute-force lockout of a user's account."""
+    user = service.require_user_by_email(email)
+    if service.unlock_user(user):
+        click.echo(f"Unlocked {user.email}.")
+    else:
+        click.echo(f"{user.email} was not locked.")
 
 
 def register(parent: click.Group) -> None:

@@ -11,6 +11,7 @@ from flask import current_app
 
 from idp import audit
 from idp import db
+from idp import limits
 from idp.errors import ConflictError
 from idp.errors import InvalidInputError
 from idp.errors import NotFoundError
@@ -214,6 +215,17 @@ def disable_user(email: str) -> User:
     user = require_user_by_email(email)
     set_disabled(user, True)
     return user
+
+
+def unlock_user(user: User) -> bool:
+    """Lift a brute-force lockout of the account and forget its failures; commit.
+
+    Return whether it was locked. Audited either way (an admin acted).
+    """
+    was_locked = limits.unlock(limits.account_key(user.email))
+    audit.record("account_unlocked", user_id=user.id, was_locked=was_locked)
+    db.get_session().commit()
+    return was_locked
 
 
 def set_disabled(user: User, disabled: bool) -> None:
