@@ -137,7 +137,10 @@ def _render(
     if _wants_json():
         return {"error": name.lower().replace(" ", "_"), "message": message}, status, [*headers]
     title = HTTP_PAGES.get(status, (name, ""))[0]
-    page = render_template("errors/error.html", status=status, title=title, message=message)
+    # An error page must render whatever broke: it asks nothing of the database or the login.
+    page = render_template(
+        "errors/error.html", status=status, title=title, message=message, error_page=True
+    )
     return page, status, [*headers]
 
 
