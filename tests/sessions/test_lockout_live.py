@@ -11,7 +11,8 @@ import urllib.request
 import pytest
 
 from tests.e2e.conftest import LiveIdp
-from tests.e2e.conftest import live_idp  # noqa: F401 (a fixture, found by name)
+from tests.e2e.conftest import initialised_idp  # noqa: F401 (fixtures, found by name)
+from tests.e2e.conftest import live_idp  # noqa: F401
 from tests.helpers.forms import csrf_token
 
 EMAIL = "alice@example.com"
