@@ -1,4 +1,4 @@
-"""The import rules of STYLE.md, checked on the source with ``ast`` (nothing is imported)."""
+"""The import rules of CONTRIBUTING.md, checked on the source with ``ast`` (nothing is imported)."""
 
 from __future__ import annotations
 

@@ -68,7 +68,7 @@ def _validate_http_uri(uri: str, what: str) -> str:
 def _validate_fetched_uri(uri: str, what: str, self_registered: bool) -> None:
     """Refuse a URI the IdP will call unless the operator registered it or it is public https.
 
-    The demo apps' loopback URIs stay allowed for the operator (CONTRACT.md); a registrant
+    The demo apps' loopback URIs stay allowed for the operator; a registrant
     must not make the IdP call its internal network (SSRF).
     """
     _validate_http_uri(uri, what)

@@ -116,7 +116,7 @@ def _userinfo_claims() -> dict[str, Any]:
     access_token = from_header or from_body
     if not access_token:
         raise MissingTokenError()
-    # A personal access token works here too (CONTRACT.md), recognised by its prefix.
+    # A personal access token works here too, recognised by its prefix.
     bearer = tokens.authenticate_bearer(access_token, request.remote_addr, resource="userinfo")
     if bearer is None or bearer.user is None:
         raise InvalidTokenError("The access token is invalid or expired.")

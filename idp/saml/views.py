@@ -2,7 +2,9 @@
 
 HTTP only: the protocol lives in pending.py, issuance.py and logout.py. Hostile or
 unaddressable requests get an HTML 400 here; errors with a validated SP and ACS go back to the
-ACS as a signed Response with a status (STYLE.md, error table).
+ACS as a signed Response with a status (CONTRIBUTING.md, "Where code goes").
+
+Over 400 lines by a few: the SOAP single-logout endpoint joined the three bindings' views.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``idp client add|list``: what CONTRACT.md promises, and a registered client really works."""
+"""``idp client add|list``: what the README promises, and a registered client really works."""
 
 from __future__ import annotations
 

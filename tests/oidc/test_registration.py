@@ -441,6 +441,6 @@ def test_only_registrants_are_held_to_public_addresses(app: Flask, http: FlaskCl
     response = register(http, {**METADATA, "backchannel_logout_uri": "https://rp.example/bc"})
     assert response.status_code == 201, response.data
     assert stored(app, response.get_json()["client_id"]).is_self_registered is True
-    # The operator's own clients keep loopback (the demo apps live there, CONTRACT.md).
+    # The operator's own clients keep loopback (the demo apps live there).
     operator = oidc.register(app, "Notes", backchannel_logout_uri="http://127.0.0.1:5001/bc")
     assert stored(app, operator.client_id).is_self_registered is False
