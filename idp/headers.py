@@ -38,6 +38,15 @@ def allow_framing_by_self() -> None:
     g.idp_frameable = True
 
 
+def no_store(response: Response) -> Response:
+    """Keep a private page (devices, addresses, buttons that end sessions) out of every cache.
+
+    Register it as a blueprint's ``after_request``; framing is already refused for every page.
+    """
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def _add_headers(response: Response) -> Response:
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"

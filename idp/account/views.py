@@ -28,6 +28,7 @@ from werkzeug.wrappers import Response
 
 from idp import csrf
 from idp import db
+from idp import headers
 from idp.errors import InvalidInputError
 from idp.errors import NotFoundError
 from idp.models.login import LoginSession
@@ -56,12 +57,8 @@ def _require_login_and_csrf() -> ResponseReturnValue | None:
     return None
 
 
-@bp.after_request
-def _private_page(response: Response) -> Response:
-    # A page listing one's addresses and devices must not stay in a shared cache or the
-    # history (idp/headers.py keeps every page from being framed under a decoy).
-    response.headers["Cache-Control"] = "no-store"
-    return response
+# A page listing one's addresses and devices must not stay in a shared cache or the history.
+bp.after_request(headers.no_store)
 
 
 def _login() -> LoginSession:

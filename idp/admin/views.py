@@ -25,6 +25,7 @@ from werkzeug.wrappers import Response
 from idp import audit
 from idp import csrf
 from idp import db
+from idp import headers
 from idp.admin import charts
 from idp.attributes import BY_CLAIM
 from idp.errors import NotFoundError
@@ -59,11 +60,7 @@ def _require_admin_and_csrf() -> ResponseReturnValue | None:
     return None
 
 
-@bp.after_request
-def _private_page(response: Response) -> Response:
-    # The listings are not cached (idp/headers.py keeps the buttons from being clickjacked).
-    response.headers["Cache-Control"] = "no-store"
-    return response
+bp.after_request(headers.no_store)  # the listings stay out of shared caches and the history
 
 
 def _login() -> LoginSession:
