@@ -255,23 +255,7 @@ def slo() -> ResponseReturnValue:
     message = _receive()
     if message.field == "SAMLResponse":
         return _logout_response(message)
-    logout_request = requests.parse_logout_request(message.xml)
-    g.saml_rp = logout_request.issuer
-    sp = _require_sp(logout_request.issuer)
-    # Profiles §4.4.3.1: the requester "MUST authenticate itself ... by signing the
-    # <LogoutRequest>" on front-channel bindings, which have no other means.
-    inbound.verify_signature(sp, message, logout_request.root, required=True)
-    now = db.now()
-    inbound.validate_received(
-        destination=logout_request.destination,
-        issue_instant=logout_request.issue_instant,
-        endpoint=metadata.slo_url(get_settings().issuer),
-        now=now,
-    )
-    logout.validate_not_expired(logout_request, now)
-    inbound.remember_request(
-        "logout", sp.entity_id, logout_request.id, logout_request.issue_instant
-    )
+    logout_request, sp = _accept_logout_request(message, metadata.slo_url(get_settings().issuer))
     status, urls = logout.end_sessions(sp, logout_request)
     # The other participants of the session hear of it in hidden iframes (OIDC front-channel,
     # SAML LogoutRequests) before the browser goes back to the SP with its LogoutResponse.
@@ -313,27 +297,44 @@ def slo_soap() -> ResponseReturnValue:
             bindings.decode_soap(request.stream.read(bindings.MAX_XML_BYTES + 1)),
             None,
         )
-        logout_request = requests.parse_logout_request(message.xml)
-        g.saml_rp = logout_request.issuer
-        sp = _require_sp(logout_request.issuer)
-        inbound.verify_signature(sp, message, logout_request.root, required=True)
-        now = db.now()
-        inbound.validate_received(
-            destination=logout_request.destination,
-            issue_instant=logout_request.issue_instant,
-            endpoint=metadata.soap_slo_url(get_settings().issuer),
-            now=now,
-        )
-        logout.validate_not_expired(logout_request, now)
-        inbound.remember_request(
-            "logout", sp.entity_id, logout_request.id, logout_request.issue_instant
-        )
+        endpoint = metadata.soap_slo_url(get_settings().issuer)
+        logout_request, sp = _accept_logout_request(message, endpoint)
     except SamlRequestError as error:
         _record_refusal(error)
         return Response(bindings.encode_soap_fault(str(error)), 400, _SOAP_HEADERS)
     status, _frontchannel_urls = logout.end_sessions(sp, logout_request)
     answer = logout.build_soap_response(in_response_to=logout_request.id, status=status)
     return Response(answer, 200, _SOAP_HEADERS)
+
+
+def _accept_logout_request(
+    message: InboundMessage, endpoint: str
+) -> tuple[requests.LogoutRequest, ServiceProvider]:
+    """Parse an SP's LogoutRequest received at ``endpoint`` and check it; remember its ID.
+
+    Raises:
+        SamlRequestError: hostile, unsigned, misaddressed, stale or replayed.
+
+    """
+    logout_request = requests.parse_logout_request(message.xml)
+    g.saml_rp = logout_request.issuer
+    sp = _require_sp(logout_request.issuer)
+    # Profiles §4.4.3.1: the requester "MUST authenticate itself ... by signing the
+    # <LogoutRequest>"; front-channel bindings have no other means, and without TLS client
+    # authentication neither has SOAP.
+    inbound.verify_signature(sp, message, logout_request.root, required=True)
+    now = db.now()
+    inbound.validate_received(
+        destination=logout_request.destination,
+        issue_instant=logout_request.issue_instant,
+        endpoint=endpoint,
+        now=now,
+    )
+    logout.validate_not_expired(logout_request, now)
+    inbound.remember_request(
+        "logout", sp.entity_id, logout_request.id, logout_request.issue_instant
+    )
+    return logout_request, sp
 
 
 def _send_logout_response(
