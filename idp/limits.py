@@ -40,6 +40,10 @@ class CounterStore(Protocol):
         """Forget the failures and the lock of ``key``; return whether it was locked."""
         ...
 
+    def locks(self, keys: list[str], now: datetime) -> dict[str, datetime]:
+        """Return the end of the lock of each of ``keys`` that is locked now (one round trip)."""
+        ...
+
 
 class SqlCounterStore:
     def locked_until(self, key: str, now: datetime) -> datetime | None:
@@ -81,6 +85,16 @@ class SqlCounterStore:
         session.commit()
         return was_locked
 
+    def locks(self, keys: list[str], now: datetime) -> dict[str, datetime]:
+        if not keys:
+            return {}
+        rows = db.get_session().execute(
+            select(FailureCounter.key_hash, FailureCounter.locked_until).where(
+                FailureCounter.key_hash.in_(keys), FailureCounter.locked_until > now
+            )
+        )
+        return {key: until for key, until in rows if until is not None}
+
 
 class RedisCounterStore:
     def __init__(self, url: str) -> None:
@@ -93,7 +107,7 @@ class RedisCounterStore:
         if value is None:
             return None
         # The end is stored rather than left to the key's TTL, so the app's clock decides.
-        until = datetime.fromisoformat(value.decode() if isinstance(value, bytes) else value)
+        until = _parse_until(value)
         return until if until > now else None
 
     def add_failure(self, key: str, now: datetime, settings: Settings) -> datetime | None:
@@ -115,6 +129,22 @@ class RedisCounterStore:
         was_locked = bool(self.client.delete(f"idp:lock:{key}"))
         self.client.delete(f"idp:fail:{key}")
         return was_locked
+
+    def locks(self, keys: list[str], now: datetime) -> dict[str, datetime]:
+        if not keys:
+            return {}
+        values = self.client.mget([f"idp:lock:{key}" for key in keys])
+        found: dict[str, datetime] = {}
+        for key, value in zip(keys, values, strict=True):
+            if value is not None:
+                until = _parse_until(value)
+                if until > now:
+                    found[key] = until
+        return found
+
+
+def _parse_until(value: bytes | str) -> datetime:
+    return datetime.fromisoformat(value.decode() if isinstance(value, bytes) else value)
 
 
 def _store() -> CounterStore:
@@ -141,6 +171,11 @@ def client_key(client_id: str) -> str:
 def is_locked(key: str) -> bool:
     """Return whether ``key`` is locked now."""
     return _store().locked_until(key, db.now()) is not None
+
+
+def locked_until(keys: list[str]) -> dict[str, datetime]:
+    """Return when the lock of each of ``keys`` that is locked now ends (absent: not locked)."""
+    return _store().locks(keys, db.now())
 
 
 def record_failure(

@@ -14,6 +14,7 @@ import binascii
 import json
 from collections.abc import Callable
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from typing import Any
 from typing import TypeVar
 
@@ -48,6 +49,9 @@ from idp.settings import get_settings
 from idp.tokens import service as pats
 from idp.tokens import usage
 from idp.users import service as users
+
+if TYPE_CHECKING:
+    from idp.models.user import User
 
 bp = Blueprint("admin_api", __name__, url_prefix=API_PREFIX)
 OPERATIONS: list[Operation] = []
@@ -234,7 +238,14 @@ USER: dict[str, Any] = {"path_params": {"id": int}, "tag": "users"}
 def list_users(query: schemas.UserQuery) -> schemas.UserList:
     rows = users.list_users(search=query.q, after=_after(query), limit=query.limit + 1)
     page, cursor = _page(rows, query.limit, lambda user: user.id)
-    return schemas.UserList(items=[schemas.User.of(user) for user in page], next=cursor)
+    locks = users.get_lockouts(page)
+    items = [schemas.User.of(user, locks.get(user.id)) for user in page]
+    return schemas.UserList(items=items, next=cursor)
+
+
+def _user(user: User) -> schemas.User:
+    """Return the API's view of ``user``, its lockout read from the brute-force counters."""
+    return schemas.User.of(user, users.get_lockouts([user]).get(user.id))
 
 
 @route(
@@ -256,12 +267,13 @@ def create_user(body: schemas.UserCreate) -> schemas.User:
         given_name=body.given_name,
         family_name=body.family_name,
     )
-    return schemas.User.of(user)
+    # An address that was tried before it existed may already be locked: say so.
+    return _user(user)
 
 
 @route("GET", "/users/{id}", "Get a user", response=schemas.User, **USER)
 def get_user(id: int) -> schemas.User:
-    return schemas.User.of(users.require_user(id))
+    return _user(users.require_user(id))
 
 
 @route(
@@ -285,7 +297,7 @@ def update_user(id: int, body: schemas.UserUpdate) -> schemas.User:
     )
     if body.disabled is not None:
         users.set_disabled(user, body.disabled)
-    return schemas.User.of(user)
+    return _user(user)
 
 
 @route(

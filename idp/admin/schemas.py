@@ -92,11 +92,17 @@ class User(BaseModel):
     family_name: str | None
     admin: bool
     disabled: bool
+    locked_until: datetime | None = Field(
+        description=(
+            "While too many failed logins lock the account (brute-force defence), when the "
+            "lock ends; null when it is not locked. `POST /users/{id}/unlock` lifts it."
+        )
+    )
     created: datetime
     updated: datetime
 
     @classmethod
-    def of(cls, user: models.User) -> User:
+    def of(cls, user: models.User, locked_until: datetime | None = None) -> User:
         return cls(
             id=user.id,
             email=user.email,
@@ -105,6 +111,7 @@ class User(BaseModel):
             family_name=user.family_name,
             admin=user.is_admin,
             disabled=user.is_disabled,
+            locked_until=locked_until,
             created=user.created_at,
             updated=user.updated_at,
         )

@@ -170,11 +170,20 @@ def users_page() -> ResponseReturnValue:
             email = user.email
             users.delete_user(user)
             return _back(f"{email} is deleted; their sessions ended everywhere.")
+        if action == "unlock":
+            was_locked = users.unlock_user(user)
+            return _back(f"{user.email} {'is unlocked' if was_locked else 'was not locked'}.")
         abort(400, description="Choose an action.")
     search = request.args.get("q", "").strip()[:200] or None
     rows = users.list_users(search=search, after=_int_arg("after"), limit=PAGE_SIZE + 1)
     page, after = _page(rows, "id")
-    return render_template("admin/users.html", users=page, q=search or "", after=after)
+    return render_template(
+        "admin/users.html",
+        users=page,
+        locks=users.get_lockouts(page),
+        q=search or "",
+        after=after,
+    )
 
 
 # -- apps ------------------------------------------------------------------------------------

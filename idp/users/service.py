@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from blinker import Namespace
@@ -226,6 +227,12 @@ def unlock_user(user: User) -> bool:
     audit.record("account_unlocked", user_id=user.id, was_locked=was_locked)
     db.get_session().commit()
     return was_locked
+
+
+def get_lockouts(users: list[User]) -> dict[int, datetime]:
+    """Return, by user id, when the brute-force lockout of each locked account ends."""
+    keys = {limits.account_key(user.email): user.id for user in users}
+    return {keys[key]: until for key, until in limits.locked_until(list(keys)).items()}
 
 
 def set_disabled(user: User, disabled: bool) -> None:

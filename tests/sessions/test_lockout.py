@@ -233,3 +233,50 @@ def test_failed_client_secrets_from_one_ip_get_429(counters: str, http: FlaskCli
     assert throttled.status_code == 429
     assert throttled.get_json()["error"] == "too_many_requests"
     assert int(throttled.headers["Retry-After"]) > 0
+
+
+def test_admins_see_a_lockout_and_lift_it_in_the_console(
+    app: Flask, counters: str, auth: AuthActions, user: TestUser, clock: Clock
+) -> None:
+    from datetime import timedelta
+    from html import unescape
+
+    from tests.helpers.forms import csrf_token
+
+    admin = make_user(app, "admin@example.com", ADMIN_PASSWORD, is_admin=True)
+    api = app.test_client()
+
+    def listed() -> dict[str, Any]:
+        bearer = user_token(app, admin).headers  # a fresh one: the clock moves
+        items = api.get(f"{API}/users", headers=bearer).get_json()["items"]
+        return {item["email"]: item["locked_until"] for item in items}
+
+    assert listed() == {user.email: None, admin.email: None}
+    fail(auth, user.email, 5)
+    until = clock.now + timedelta(seconds=900)
+    stamp = until.isoformat().replace("+00:00", "Z")
+    assert listed() == {user.email: stamp, admin.email: None}
+    one = api.get(f"{API}/users/{user.id}", headers=user_token(app, admin).headers).get_json()
+    assert one["locked_until"] == stamp
+    schema = api.get(f"{API}/openapi.json").get_json()["components"]["schemas"]["User"]
+    assert "locked_until" in schema["required"]
+
+    console = app.test_client()
+    assert AuthActions(console).login(admin.email, ADMIN_PASSWORD).status_code == 302
+    page = unescape(console.get("/admin/users").get_data(as_text=True))
+    assert f"locked until {until:%Y-%m-%d %H:%M} UTC" in page
+    assert page.count('value="unlock"') == 1  # the locked account's button only
+    form = {"action": "unlock", "user_id": str(user.id)}
+    refused = console.post("/admin/users", data=form)  # no CSRF token
+    assert refused.status_code == 400 and listed()[user.email] is not None
+    done = console.post("/admin/users", data={**form, "csrf_token": csrf_token(page.encode())})
+    assert done.status_code == 303
+    assert listed()[user.email] is None
+    assert "is unlocked" in unescape(console.get("/admin/users").get_data(as_text=True))
+    [event] = audited(app, "account_unlocked")
+    assert event.details["was_locked"] is True and event.details["actor_user_id"] == admin.id
+    assert auth.login(user.email, user.password).status_code == 302
+    fail(auth, user.email, 5)
+    assert listed()[user.email] is not None
+    clock.advance(seconds=901)
+    assert listed()[user.email] is None  # a lock that ended is not shown
