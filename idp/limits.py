@@ -227,4 +227,11 @@ def limit_failures(
 
 def _is_failure(response: Response) -> bool:
     # Failed authentication only: a NAT full of honest users is not throttled by successes.
-    return response.status_code == 401
+    # RFC 6749 §5.2 lets invalid_client be a 400 when no Authorization header was tried (a
+    # client_secret_post or a client assertion): those count too.
+    if response.status_code == 401:
+        return True
+    if response.status_code != 400 or not response.is_json:
+        return False
+    body = response.get_json(silent=True)
+    return isinstance(body, dict) and body.get("error") == "invalid_client"

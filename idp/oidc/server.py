@@ -22,6 +22,7 @@ from flask import request as flask_request
 from flask import url_for
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from joserfc.jws import extract_compact
 from werkzeug.datastructures import MultiDict
 
 from idp import db
@@ -46,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 # RFC 7523 §3: assertions must be short-lived; we refuse any promising to live longer.
 MAX_ASSERTION_LIFETIME = timedelta(minutes=10)
+# Longer than any RSA-4096 signed assertion with room to spare; not read past this.
+MAX_ASSERTION_LENGTH = 8192
 
 
 class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
@@ -157,6 +160,24 @@ def _authenticate_client_secret_basic(query_client: Any, request: Any) -> OAuthC
     return client
 
 
+def _asserted_client_id(assertion: str | None) -> str | None:
+    """Return the client a client_assertion names (its unverified ``sub``), to count failures.
+
+    RFC 7523 §3: the ``sub`` "MUST be the client_id of the OAuth client"; the form's client_id
+    is optional with an assertion, so a guesser would otherwise be counted against no client.
+    """
+    if not assertion or len(assertion) > MAX_ASSERTION_LENGTH:
+        return None
+    try:
+        import json
+
+        claims = json.loads(extract_compact(assertion.encode()).payload)
+    except (JoseError, ValueError, RecursionError):
+        return None
+    sub = claims.get("sub") if isinstance(claims, dict) else None
+    return sub if isinstance(sub, str) and 0 < len(sub) <= 128 else None
+
+
 class OpenIDProvider(AuthorizationServer):  # type: ignore[misc]
     """Authlib's Flask server; every response to a client's redirect_uri is built here."""
 
@@ -166,8 +187,10 @@ class OpenIDProvider(AuthorizationServer):  # type: ignore[misc]
         A locked client is refused with the error any failure gets, after the same work.
         """
         credentials = flask_request.authorization
-        client_id = (credentials.username if credentials else None) or flask_request.form.get(
-            "client_id"
+        client_id = (
+            (credentials.username if credentials else None)
+            or flask_request.form.get("client_id")
+            or _asserted_client_id(flask_request.form.get("client_assertion"))
         )
         key = limits.client_key(client_id) if client_id else None
         locked = key is not None and limits.is_locked(key)

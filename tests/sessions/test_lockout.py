@@ -280,3 +280,31 @@ def test_admins_see_a_lockout_and_lift_it_in_the_console(
     assert listed()[user.email] is not None
     clock.advance(seconds=901)
     assert listed()[user.email] is None  # a lock that ended is not shown
+
+
+def test_failed_client_assertions_count_per_client_and_per_ip(
+    app: Flask, counters: str, http: FlaskClient
+) -> None:
+    from tests.oidc.test_client_auth import KeyPair
+    from tests.oidc.test_client_auth import register_jwt_client
+    from tests.oidc.test_client_auth import with_assertion
+
+    keys = KeyPair()
+    client_id = register_jwt_client(app, keys)
+    forger = KeyPair()
+    forger.kid = keys.kid
+    form = {"grant_type": "client_credentials"}
+    # No client_id in the form (RFC 7523 makes it optional): the assertion's sub is counted.
+    for _ in range(5):
+        response = http.post("/token", data=with_assertion(forger.assertion(client_id), **form))
+        assert response.get_json()["error"] == "invalid_client"
+    locked = http.post("/token", data=with_assertion(keys.assertion(client_id), **form))
+    assert locked.get_json()["error"] == "invalid_client"  # the real key fails too
+    [event] = audited(app, "client_locked")
+    assert event.rp == client_id
+    # These 400s count toward the IP's rate like 401s: 30 failures, then 429.
+    for _ in range(30 - 6):
+        http.post("/token", data=with_assertion("not.a.jwt", **form))
+    throttled = http.post("/token", data=with_assertion("not.a.jwt", **form))
+    assert throttled.status_code == 429
+    assert int(throttled.headers["Retry-After"]) > 0
