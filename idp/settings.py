@@ -44,6 +44,10 @@ class Settings:
     keys_dir: str = "keys/"
     """Directory of the signing keys (JWK files and the SAML certificate)."""
 
+    keys_passphrase: str | None = None
+    """Passphrase of the private key files: when set, new keys are written encrypted (PKCS#8,
+    PBES2 with AES-256) and encrypted ones are read with it; clear files stay readable."""
+
     secret_key: str | None = None
     """Cookie signing key; generated into ``instance/`` on first run; replicas must share it."""
 

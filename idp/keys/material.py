@@ -1,7 +1,8 @@
 """Key material on disk in ``IDP_KEYS_DIR``: the keyring file, the key files, SAML certificates.
 
 Files only, read and written safely (0600, atomic replace); which key signs when is the
-KeyStore's policy, in ``store.py``.
+KeyStore's policy, in ``store.py``. With a passphrase (``IDP_KEYS_PASSPHRASE``) new private
+keys are written as encrypted PKCS#8 PEM (``{kid}.key.pem``) and read back with it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Literal
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from joserfc.errors import JoseError
@@ -38,6 +40,7 @@ RSA_KEY_SIZE: Final = 2048
 EC_CURVE: Final = "P-256"
 SAML_CERTIFICATE_VALIDITY: Final = timedelta(days=3653)
 KEYRING_FILE: Final = "keyring.json"
+_ENCRYPTED_PEM: Final = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
 
 # RFC 7517 §4 public members per kty; anything else (d, p, q, dp, dq, qi, oth) stays private.
 _PUBLIC_MEMBERS: Final[dict[str, tuple[str, ...]]] = {
@@ -190,17 +193,63 @@ def _import_private_key(kind: KeyKind, raw: bytes) -> RSAKey | ECKey:
     return imported
 
 
-def read_material(keys_dir: Path, kid: str, kind: KeyKind) -> KeyMaterial:
-    """Read and check the files of key ``kid``.
+def _decrypt_pem(path: Path, raw: bytes, passphrase: bytes | None) -> bytes:
+    """Return the clear PKCS#8 PEM of an encrypted key file; a clear one unchanged."""
+    if _ENCRYPTED_PEM not in raw:
+        return raw
+    if passphrase is None:
+        raise ConfigurationError(
+            f"{path}: the key is encrypted: set IDP_KEYS_PASSPHRASE to its passphrase"
+        )
+    try:
+        key = serialization.load_pem_private_key(raw, passphrase)
+    except (ValueError, TypeError):
+        raise ConfigurationError(
+            f"{path}: cannot decrypt the key: IDP_KEYS_PASSPHRASE is wrong (or the file is damaged)"
+        ) from None
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _read_jwk_or_pem(
+    keys_dir: Path, kid: str, kind: KeyKind, passphrase: bytes | None
+) -> tuple[Path, RSAKey | ECKey]:
+    """Read a JWS key: its clear JWK file, else its (encrypted) PEM file."""
+    path = keys_dir / f"{kid}.jwk.json"
+    if path.exists() or not (keys_dir / f"{kid}.key.pem").exists():
+        raw = _read_file(keys_dir, path)
+        try:
+            return path, _import_private_key(kind, raw)
+        except (JoseError, ValueError, TypeError, KeyError, UnicodeDecodeError):
+            raise ConfigurationError(f"{path}: not a valid private {kind} JWK") from None
+    path = keys_dir / f"{kid}.key.pem"
+    pem = _decrypt_pem(path, _read_file(keys_dir, path), passphrase)
+    try:
+        imported: RSAKey | ECKey = (RSAKey if kind == "RS256" else ECKey).import_key(pem)
+        if not imported.is_private:
+            raise ValueError("not a private key")
+        if kind == "ES256" and imported.as_dict().get("crv") != EC_CURVE:
+            raise ValueError("not a P-256 key")
+    except (JoseError, ValueError, TypeError):
+        raise ConfigurationError(f"{path}: not a valid private {kind} key") from None
+    return path, imported
+
+
+def read_material(
+    keys_dir: Path, kid: str, kind: KeyKind, passphrase: bytes | None = None
+) -> KeyMaterial:
+    """Read and check the files of key ``kid`` (decrypting them with ``passphrase``).
 
     Raises:
-        ConfigurationError: a file is missing, unreadable or not a private key of ``kind``.
+        ConfigurationError: a file is missing, unreadable, encrypted without the right
+            passphrase, or not a private key of ``kind``.
 
     """
     if kind == "SAML":
         key_path = keys_dir / f"{kid}.key.pem"
         cert_path = keys_dir / f"{kid}.crt.pem"
-        key_pem = _read_file(keys_dir, key_path)
+        key_pem = _decrypt_pem(key_path, _read_file(keys_dir, key_path), passphrase)
         cert_pem = _read_file(keys_dir, cert_path)
         try:
             key = _import_private_key("SAML", key_pem)
@@ -215,13 +264,11 @@ def read_material(keys_dir: Path, kid: str, kind: KeyKind) -> KeyMaterial:
             jose_key=key,
             certificate_pem=cert_pem.decode("ascii"),
         )
-    path = keys_dir / f"{kid}.jwk.json"
-    raw = _read_file(keys_dir, path)
+    path, imported = _read_jwk_or_pem(keys_dir, kid, kind, passphrase)
     try:
-        imported = _import_private_key(kind, raw)
         pem = imported.as_pem(private=True)
-    except (JoseError, ValueError, TypeError, KeyError, UnicodeDecodeError):
-        raise ConfigurationError(f"{path}: not a valid private {kind} JWK") from None
+    except (JoseError, ValueError, TypeError):
+        raise ConfigurationError(f"{path}: not a valid private {kind} key") from None
     jwk = {**imported.as_dict(private=True), "kid": kid, "use": "sig"}
     jwk["alg"] = kind
     return KeyMaterial(
@@ -263,14 +310,37 @@ def build_certificate(
     )
 
 
-def generate_key(keys_dir: Path, kind: KeyKind, common_name: str, now: datetime) -> str:
-    """Write the files of a new key of ``kind`` and return its kid (RFC 7638 thumbprint)."""
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+def _encrypted_pem(private: PrivateKey, passphrase: bytes) -> bytes:
+    # PKCS#8 with the library's best scheme (PBES2: PBKDF2-HMAC-SHA256 and AES-256-CBC).
+    return private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(passphrase),
+    )
+
+
+def generate_key(
+    keys_dir: Path,
+    kind: KeyKind,
+    common_name: str,
+    now: datetime,
+    passphrase: bytes | None = None,
+) -> str:
+    """Write the files of a new key of ``kind`` and return its kid (RFC 7638 thumbprint).
+
+    With ``passphrase`` the private key is written encrypted (PKCS#8 PEM), a JWS key as
+    ``{kid}.key.pem`` rather than a clear ``{kid}.jwk.json``.
+    """
     if kind == "SAML":
         private = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_SIZE)
         key = RSAKey.import_key(private)
         kid = key.thumbprint()
         certificate = build_certificate(private, common_name, now)
-        _write_private(keys_dir / f"{kid}.key.pem", key.as_pem(private=True))
+        pem = _encrypted_pem(private, passphrase) if passphrase else key.as_pem(private=True)
+        _write_private(keys_dir / f"{kid}.key.pem", pem)
         _write_private(
             keys_dir / f"{kid}.crt.pem",
             certificate.public_bytes(serialization.Encoding.PEM),
@@ -282,6 +352,11 @@ def generate_key(keys_dir: Path, kind: KeyKind, common_name: str, now: datetime)
     else:
         generated = ECKey.generate_key(EC_CURVE, private=True)
     kid = generated.thumbprint()
+    if passphrase:
+        private_key = generated.private_key
+        assert private_key is not None  # noqa: S101 (generated with private=True)
+        _write_private(keys_dir / f"{kid}.key.pem", _encrypted_pem(private_key, passphrase))
+        return kid
     jwk = {**generated.as_dict(private=True), "kid": kid, "use": "sig", "alg": kind}
     _write_private(keys_dir / f"{kid}.jwk.json", json.dumps(jwk, indent=2).encode())
     return kid

@@ -87,8 +87,10 @@ class KeyStore:
         retention: timedelta,
         *,
         common_name: str = "localhost",
+        passphrase: str | None = None,
     ) -> None:
         self.keys_dir = Path(keys_dir)
+        self._passphrase = passphrase.encode() if passphrase else None
         self.activation_delay = activation_delay
         self.retention = retention
         self.common_name = common_name
@@ -144,7 +146,7 @@ class KeyStore:
         with self._lock:
             material = self._materials.get(record.kid)
             if material is None:
-                material = read_material(self.keys_dir, record.kid, record.kind)
+                material = read_material(self.keys_dir, record.kid, record.kind, self._passphrase)
                 self._materials[record.kid] = material
             return material
 
@@ -290,7 +292,7 @@ class KeyStore:
     ) -> list[KeyInfo]:
         created: list[KeyRecord] = []
         for kind, activates_at in kinds:
-            kid = generate_key(self.keys_dir, kind, self.common_name, now)
+            kid = generate_key(self.keys_dir, kind, self.common_name, now, self._passphrase)
             created.append(KeyRecord(kid, kind, now, activates_at))
         # Key files first, keyring last: whoever reads the new keyring finds every file.
         write_keyring(self.keyring_path, records + created)
@@ -338,6 +340,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         activation_delay=settings.jwks_max_age,
         retention=settings.key_retention,
         common_name=urlsplit(settings.issuer).hostname or "localhost",
+        passphrase=settings.keys_passphrase,
     )
 
 
