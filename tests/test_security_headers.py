@@ -20,6 +20,21 @@ from tests.helpers.forms import csrf_token
 TEMPLATES = Path(__file__).resolve().parents[1] / "idp" / "templates"
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>|\son[a-z]+\s*=|javascript:", re.I)
 NOTES_FC = "https://notes.example.com/frontchannel"
+# Pages showing a signed-in person's data: never stored by a cache or kept in the history.
+PERSONAL = [
+    "/",
+    "/account/",
+    "/account/apps",
+    "/account/security",
+    "/account/sessions",
+    "/account/tokens",
+    "/admin/",
+    "/admin/apps",
+    "/admin/audit",
+    "/admin/keys",
+    "/admin/sessions",
+    "/admin/users",
+]
 
 
 def policy(response: Any) -> dict[str, str]:
@@ -70,7 +85,10 @@ def test_every_page_without_parameters_is_strict(app: Flask, http: FlaskClient) 
                 if response.mimetype == "text/html":
                     assert_strict(response)
                     pages += 1
+                    if logged_in and response.status_code == 200 and path in PERSONAL:
+                        assert response.headers.get("Cache-Control") == "no-store", path
     assert pages >= 15  # login, errors, logout, home, account and admin pages
+    assert set(PERSONAL) <= set(rules)
 
 
 def test_error_pages_are_strict(http: FlaskClient) -> None:
@@ -88,6 +106,8 @@ def test_consent_and_form_post_pages_are_strict(
     form = {"csrf_token": csrf_token(consent.data), "decision": "allow"}
     posted = http.post(consent.request.full_path, data=form)
     assert_strict(posted)
+    # The page carries the code (and the consent page the user's name): never cached.
+    assert consent.headers["Cache-Control"] == posted.headers["Cache-Control"] == "no-store"
     body = posted.get_data(as_text=True)
     assert '<script src="/static/continue.js" defer></script>' in body
     assert "data-autosubmit" in body
@@ -111,6 +131,7 @@ def test_the_saml_post_form_is_strict(app: Flask, http: FlaskClient, logged_in: 
     saml.register(app, sp)
     response, _ = saml.sso(http, sp)
     csp = assert_strict(response)
+    assert response.headers["Cache-Control"] == "no-store"  # it carries the assertion
     assert "form-action" not in csp
     assert "data-autosubmit" in response.get_data(as_text=True)
 

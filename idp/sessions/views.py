@@ -10,11 +10,14 @@ from flask import url_for
 from flask.typing import ResponseReturnValue
 
 from idp import csrf
+from idp import headers
 from idp.sessions import logout as session_logout
 from idp.sessions import requesters
 from idp.sessions import service
 
 bp = Blueprint("sessions", __name__)
+# Home shows who is signed in, the login page the address typed: no cache, no history copy.
+bp.after_request(headers.no_store)
 
 # One message for every failure, so the page never tells whether the account exists. The
 # field is labelled "Email": the message uses the same word (the form field stays `username`).
