@@ -2,6 +2,8 @@
 
 Control characters, NUL, bytes that are not UTF-8, huge and repeated values and JWTs whose
 header or claims have the wrong types, on SQLite and PostgreSQL (which refuses NUL in text).
+At the login form, the token endpoint and userinfo (PAT guessing) no input changes a stored
+row either, but for the audit log and the failure counters, whose job it is to record them.
 One app per test, not per example; derandomized so a failure reproduces.
 """
 
@@ -11,6 +13,7 @@ import base64
 import json
 import time
 import zlib
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 from urllib.parse import urlencode
@@ -19,15 +22,19 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck
+from hypothesis import assume
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from joserfc.jwk import RSAKey
 from lxml import etree
+from sqlalchemy import select
 
+from idp import db
 from tests.conftest import AuthActions
 from tests.conftest import TestUser
 from tests.helpers import oidc
+from tests.helpers import rows
 from tests.helpers import saml
 from tests.helpers.forms import csrf_token
 
@@ -156,6 +163,8 @@ def authorization(draw: st.DrawFn, known: dict[str, str]) -> dict[str, str]:
 @pytest.fixture
 def settings(settings: dict[str, Any]) -> dict[str, Any]:
     settings["registration_token"] = REGISTRATION_TOKEN
+    # Generated input reaches the code under test, not the per-IP 429 (tested on its own).
+    settings["login_rate_limit"] = "100000 per minute"
     return settings
 
 
@@ -536,3 +545,125 @@ def audit_count(app: Flask) -> int:
     with app.app_context():
         count: int = db.get_session().scalar(select(func.count()).select_from(AuditEvent)) or 0
         return count
+
+
+# -- no stored state changes ---------------------------------------------------------------------
+
+# What records a failed attempt by design: the audit log and the brute-force counters.
+RECORDS_OF_ATTEMPTS = ("audit_event", "failure_counter")
+fuzz_state = hypothesis_settings(fuzz, max_examples=25)
+
+
+def assert_nothing_stored(app: Flask, before: dict[str, Any], response: Any, what: object) -> None:
+    assert response.status_code < 500, (what, response.data[:300])
+    assert rows.snapshot(app, exclude=RECORDS_OF_ATTEMPTS) == before, what
+
+
+def test_no_login_form_input_changes_stored_state(app: Flask, known: dict[str, str]) -> None:
+    stranger = app.test_client()  # not signed in: a signed-in browser's session would move
+    baseline = {
+        "csrf_token": csrf_token(stranger.get("/login").data),
+        "username": known["email"],
+        "password": "wrong password",
+        "next": "/account/",
+        "force": "1",
+    }
+    before = rows.snapshot(app, exclude=RECORDS_OF_ATTEMPTS)
+
+    @fuzz_state
+    @given(params=mutated(baseline))
+    def run(params: list[tuple[Any, Any]]) -> None:
+        response = send(stranger, "POST", "/login", params)
+        assert response.status_code != 302 or "/login" in response.headers["Location"], params
+        assert_nothing_stored(app, before, response, params)
+
+    run()
+
+
+def test_no_token_request_without_a_valid_grant_changes_stored_state(
+    app: Flask, known: dict[str, str]
+) -> None:
+    secret = {"client_id": known["client_id"], "client_secret": known["client_secret"]}
+    wrong = {"client_id": known["client_id"], "client_secret": "not the secret at all " * 2}
+    baselines = [
+        {
+            "grant_type": "authorization_code",
+            "code": "a code never issued",
+            "redirect_uri": known["redirect_uri"],
+            "code_verifier": known["code_verifier"],
+            "client_id": known["public_client_id"],
+        },
+        {"grant_type": "authorization_code", "code": "code-1", **secret},
+        {"grant_type": "refresh_token", "refresh_token": "a refresh token never issued", **secret},
+        {"grant_type": "client_credentials", "scope": "openid", **wrong},
+        {
+            "grant_type": "client_credentials",
+            "client_id": known["jwt_client_id"],
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": "an.unsigned.assertion",
+        },
+    ]
+    stranger = app.test_client()
+    before = rows.snapshot(app, exclude=RECORDS_OF_ATTEMPTS)
+
+    @fuzz_state
+    @given(data=st.data())
+    def run(data: st.DataObject) -> None:
+        params = data.draw(mutated(data.draw(st.sampled_from(baselines))))
+        response = send(stranger, "POST", "/token", params)
+        assert response.status_code in (400, 401), (params, response.data[:300])
+        assert_nothing_stored(app, before, response, params)
+
+    run()
+
+
+@st.composite
+def pat_guesses(draw: st.DrawFn, real: str) -> str:
+    """A real token spoiled by one character, cut or grown, a well-formed stranger, or junk."""
+    from idp.tokens.format import generate_token
+
+    kind = draw(st.sampled_from(["spoiled", "cut", "grown", "well-formed", "junk"]))
+    if kind == "spoiled":
+        at = draw(st.integers(0, len(real) - 1))
+        guess = real[:at] + draw(st.characters(exclude_categories=["Cs"])) + real[at + 1 :]
+    elif kind == "cut":
+        guess = real[: draw(st.integers(0, len(real) - 1))]
+    elif kind == "grown":
+        guess = real + draw(st.text(min_size=1, max_size=5))
+    elif kind == "well-formed":
+        guess = generate_token()  # right length and checksum, stored nowhere
+    else:
+        guess = str(draw(hostile_text))
+    return guess
+
+
+def test_no_bearer_guess_at_userinfo_changes_stored_state(
+    app: Flask, known: dict[str, str]
+) -> None:
+    from idp.models.user import User
+    from idp.tokens import service as pats
+
+    with app.app_context():
+        owner = db.get_session().scalars(select(User)).one()
+        expires_at = db.now() + timedelta(days=30)
+        _, real = pats.create_token(owner, name="script", scopes=["openid"], expires_at=expires_at)
+    stranger = app.test_client()
+    before = rows.snapshot(app, exclude=RECORDS_OF_ATTEMPTS)
+
+    @fuzz_state
+    @given(guess=pat_guesses(real))
+    def run(guess: str) -> None:
+        assume(guess != real)
+        header = {"Authorization": "Bearer " + header_value(guess)}
+        response = send(stranger, "GET", "/userinfo", [], header)
+        assert response.status_code in (400, 401), (guess, response.data[:300])
+        assert_nothing_stored(app, before, response, guess)
+        response = send(stranger, "POST", "/userinfo", [("access_token", guess)])
+        assert response.status_code in (400, 401), (guess, response.data[:300])
+        assert_nothing_stored(app, before, response, guess)
+
+    run()
+    # The real token works, and its use is recorded: the snapshot would have seen a change.
+    used = stranger.get("/userinfo", headers={"Authorization": f"Bearer {real}"})
+    assert used.status_code == 200
+    assert rows.snapshot(app, exclude=RECORDS_OF_ATTEMPTS) != before

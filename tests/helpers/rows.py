@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from flask import Flask
@@ -16,3 +17,14 @@ def count(app: Flask, model: Any) -> int:
     with app.app_context():
         total: int = db.get_session().scalar(select(func.count()).select_from(model)) or 0
         return total
+
+
+def snapshot(app: Flask, *, exclude: Collection[str] = ()) -> dict[str, list[tuple[Any, ...]]]:
+    """Return every row of every table but ``exclude``, in a stable order: compare two."""
+    with app.app_context():
+        session = db.get_session()
+        return {
+            table.name: sorted((tuple(row) for row in session.execute(select(table))), key=repr)
+            for table in db.Base.metadata.sorted_tables
+            if table.name not in exclude
+        }
