@@ -7,11 +7,7 @@ Chromium also logs the violations it blocks; any such line, or an uncaught scrip
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import secrets
-import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
@@ -21,6 +17,7 @@ import requests
 
 from tests.e2e.conftest import LiveIdp
 from tests.e2e.conftest import running_idp
+from tests.helpers import oidc
 from tests.helpers import receiver as rx
 
 pytestmark = pytest.mark.e2e
@@ -69,25 +66,16 @@ class Watch:
             self.problems.append(f"{message.page.url if message.page else ''}: {text}")
 
 
-def wait_for(condition: Any, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
-def pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    digest = hashlib.sha256(verifier.encode()).digest()
-    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+@pytest.fixture
+def watch(browser_page: Any) -> Watch:
+    return Watch(browser_page)
 
 
 def test_every_main_page_works_under_the_policy_in_chromium(
-    live: tuple[LiveIdp, rx.Receiver, dict[str, str]], browser_page: Any
+    live: tuple[LiveIdp, rx.Receiver, dict[str, str]], browser_page: Any, watch: Watch
 ) -> None:
     idp, app, client = live
     page = browser_page
-    watch = Watch(page)
 
     # The login form: a failure, then a success (forms submit, the CSRF token travels).
     page.goto(f"{idp.url}/login")
@@ -115,7 +103,7 @@ def test_every_main_page_works_under_the_policy_in_chromium(
     assert "login_success" in page.url
 
     # Consent, then the form_post page: static/continue.js posts the code to the app.
-    verifier, challenge = pkce()
+    verifier, challenge = oidc.pkce_pair()
     query = {
         "client_id": client["client_id"],
         "response_type": "code",
@@ -129,7 +117,7 @@ def test_every_main_page_works_under_the_policy_in_chromium(
     page.goto(f"{idp.url}/authorize?{urlencode(query)}")
     assert page.get_by_role("button", name="Allow").is_visible()
     page.click("button[value=allow]")
-    wait_for(lambda: any(r.path == "/callback" and "code" in r.form for r in app.received))
+    assert rx.wait_for(lambda: any("code" in r.form for r in app.received), seconds=10)
     [code] = next(r.form["code"] for r in app.received if r.path == "/callback")
     # The app redeems the code: now it holds tokens of this session, and is logged out with it.
     tokens = requests.post(
@@ -158,14 +146,12 @@ def test_every_main_page_works_under_the_policy_in_chromium(
 
 
 def test_the_watch_sees_an_inline_script_the_policy_blocks(
-    live: tuple[LiveIdp, rx.Receiver, dict[str, str]], browser_page: Any
+    live: tuple[LiveIdp, rx.Receiver, dict[str, str]], browser_page: Any, watch: Watch
 ) -> None:
-    idp, _, _ = live
     page = browser_page
-    watch = Watch(page)
-    page.goto(f"{idp.url}/login")
+    page.goto(f"{live[0].url}/login")
     with pytest.raises(Exception):  # noqa: B017, PT011 (Playwright: the script did not load)
         page.add_script_tag(content="document.title = 'injected';")
     assert page.title() != "injected"
-    wait_for(lambda: bool(watch.problems))
+    assert rx.wait_for(lambda: bool(watch.problems))
     assert any("script-src" in problem for problem in watch.problems)
