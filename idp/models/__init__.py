@@ -7,6 +7,8 @@ from idp.models.limits import FailureCounter
 from idp.models.login import LoginSession
 from idp.models.login import LogoutDelivery
 from idp.models.login import SessionParticipant
+from idp.models.mfa import RecoveryCode
+from idp.models.mfa import TotpFactor
 from idp.models.oidc import AuthorizationCode
 from idp.models.oidc import Consent
 from idp.models.oidc import OAuthClient
@@ -33,6 +35,7 @@ __all__ = [
     "OAuthClient",
     "OAuthToken",
     "PersonalAccessToken",
+    "RecoveryCode",
     "ReplayEntry",
     "SamlPersistentId",
     "SamlSessionIndex",
@@ -40,6 +43,7 @@ __all__ = [
     "ServiceProvider",
     "SessionParticipant",
     "TokenUsage",
+    "TotpFactor",
     "User",
     "user_group",
 ]
