@@ -23,14 +23,17 @@ from datetime import datetime
 from datetime import timedelta
 from typing import Final
 
+from flask import redirect
 from flask import session
 from flask import url_for
+from werkzeug.wrappers import Response
 
 from idp import audit
 from idp import db
 from idp import limits
 from idp import replay
 from idp.errors import NotFoundError
+from idp.models.login import LoginSession
 from idp.models.user import User
 from idp.sessions import service as sessions
 from idp.users import service as users
@@ -65,6 +68,16 @@ def begin_second_factor(
         "nonce": secrets.token_urlsafe(16),
         "sid": sid,
     }
+
+
+def ask_step_up(login: LoginSession, *, next_url: str) -> Response:
+    """Send this session's user to give a second factor (not the password), then to ``next_url``.
+
+    An app asked for more than the session has (OIDC ``acr_values``, SAML
+    ``RequestedAuthnContext``); the session's ``amr`` grows once the factor checks out.
+    """
+    begin_second_factor(login.user, next_url=next_url, purpose="step_up", sid=login.sid)
+    return redirect(url_for("mfa.otp"), 303)
 
 
 def pending_second_factor() -> PendingSecondFactor | None:
