@@ -32,3 +32,12 @@ def submit_otp(http: FlaskClient, value: str) -> Any:
     page = http.get("/login/otp")
     assert page.status_code == 200, page.status_code
     return http.post("/login/otp", data={"csrf_token": csrf_token(page.data), "otp": value})
+
+
+def reset(app: Flask, email: str) -> None:
+    """Remove the user's second factors (as ``idp user totp reset`` does)."""
+    from idp.mfa import service
+    from idp.users.service import require_user_by_email
+
+    with app.app_context():
+        service.reset_factors(require_user_by_email(email))
