@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -130,3 +132,21 @@ def test_wrong_codes_lock_the_account_like_wrong_passwords(
     clock.advance(seconds=901)  # IDP_LOGIN_LOCKOUT
     auth.login(user.email, user.password)
     assert mfa.submit_otp(http, mfa.code(secret, clock.now)).status_code == 303
+
+
+@pytest.fixture
+def three_per_minute(settings: dict[str, Any]) -> None:
+    settings["login_rate_limit"] = "3 per minute"
+
+
+def test_the_per_ip_limit_covers_the_otp_step(
+    three_per_minute: None, app: Flask, http: FlaskClient, auth: AuthActions, user: TestUser
+) -> None:
+    mfa.enrol(app, user.email)
+    auth.login(user.email, user.password)
+    assert [mfa.submit_otp(http, "000000").status_code for _ in range(3)] == [401] * 3
+    throttled = mfa.submit_otp(http, "000000")
+    assert throttled.status_code == 429
+    assert 0 < int(throttled.headers["Retry-After"]) <= 60
+    # Shared with the password form: the same IP is throttled there too.
+    assert auth.login(user.email, "wrong").status_code == 429
