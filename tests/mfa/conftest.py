@@ -1,4 +1,4 @@
-"""Fixtures of the second-factor tests: the SAML tests' SP, the admin tests' admin and robot."""
+"""Fixtures of the second-factor tests, borrowed from the SAML, admin and lockout tests."""
 
 from __future__ import annotations
 
@@ -6,5 +6,6 @@ from tests.admin.conftest import admin
 from tests.admin.conftest import robot
 from tests.admin.conftest import robot_token
 from tests.saml.conftest import sp
+from tests.sessions.test_lockout import counters
 
-__all__ = ["admin", "robot", "robot_token", "sp"]
+__all__ = ["admin", "counters", "robot", "robot_token", "sp"]

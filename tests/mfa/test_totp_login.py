@@ -116,7 +116,7 @@ def test_without_a_password_there_is_no_otp_step(app: Flask, http: FlaskClient) 
 
 
 def test_wrong_codes_lock_the_account_like_wrong_passwords(
-    app: Flask, http: FlaskClient, auth: AuthActions, user: TestUser, clock: Clock
+    counters: str, app: Flask, http: FlaskClient, auth: AuthActions, user: TestUser, clock: Clock
 ) -> None:
     secret = mfa.enrol(app, user.email)
     auth.login(user.email, user.password)
@@ -129,7 +129,14 @@ def test_wrong_codes_lock_the_account_like_wrong_passwords(
     assert "Invalid code." in right.get_data(as_text=True)
     assert auth.login(user.email, user.password).status_code == 401
     assert count(app, LoginSession) == 0
-    clock.advance(seconds=901)  # IDP_LOGIN_LOCKOUT
+    if counters == "redis":  # Redis expires the lock by its own clock: lift it as an admin does
+        with app.app_context():
+            from idp.users.service import require_user_by_email
+            from idp.users.service import unlock_user
+
+            unlock_user(require_user_by_email(user.email))
+    else:
+        clock.advance(seconds=901)  # IDP_LOGIN_LOCKOUT
     auth.login(user.email, user.password)
     assert mfa.submit_otp(http, mfa.code(secret, clock.now)).status_code == 303
 
