@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from datetime import timedelta
 from typing import Any
@@ -11,6 +12,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.helpers.forms import csrf_token
+
+SECRET = re.compile(r'<code id="totp-secret">([A-Z2-7]+)</code>')
+CODES = re.compile(r"<li><code>([a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4})</code></li>")
 
 
 def enrol(app: Flask, email: str) -> str:
@@ -34,10 +38,17 @@ def submit_otp(http: FlaskClient, value: str) -> Any:
     return http.post("/login/otp", data={"csrf_token": csrf_token(page.data), "otp": value})
 
 
-def reset(app: Flask, email: str) -> None:
-    """Remove the user's second factors (as ``idp user totp reset`` does)."""
-    from idp.mfa import service
-    from idp.users.service import require_user_by_email
+def post_security(http: FlaskClient, **form: str) -> Any:
+    """Submit the TOTP form of /account/security with its CSRF token."""
+    page = http.get("/account/security")
+    return http.post("/account/security/totp", data={"csrf_token": csrf_token(page.data), **form})
 
-    with app.app_context():
-        service.reset_factors(require_user_by_email(email))
+
+def enrol_through_the_page(http: FlaskClient, now: datetime) -> tuple[str, list[str]]:
+    """Set TOTP up at /account/security as a user does; return the secret and the codes shown."""
+    started = post_security(http, action="start")
+    secret = SECRET.search(started.get_data(as_text=True))
+    assert secret is not None
+    done = post_security(http, action="confirm", otp=code(secret.group(1), now))
+    assert done.status_code == 200
+    return secret.group(1), CODES.findall(done.get_data(as_text=True))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Any
 from urllib.parse import parse_qs
 from urllib.parse import unquote
 from urllib.parse import urlsplit
@@ -22,27 +21,13 @@ from tests.conftest import AuthActions
 from tests.conftest import Clock
 from tests.conftest import TestUser
 from tests.helpers import mfa
-from tests.helpers.forms import csrf_token
+from tests.helpers.mfa import CODES
+from tests.helpers.mfa import SECRET
+from tests.helpers.mfa import enrol_through_the_page
+from tests.helpers.mfa import post_security as post
 from tests.helpers.rows import count
 
 QR = re.compile(r'<img class="qr" src="(data:image/svg\+xml[^"]+)"')
-SECRET = re.compile(r'<code id="totp-secret">([A-Z2-7]+)</code>')
-CODES = re.compile(r"<li><code>([a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4})</code></li>")
-
-
-def post(http: FlaskClient, **form: str) -> Any:
-    page = http.get("/account/security")
-    return http.post("/account/security/totp", data={"csrf_token": csrf_token(page.data), **form})
-
-
-def enrol_through_the_page(http: FlaskClient, clock: Clock) -> tuple[str, list[str]]:
-    """Set TOTP up as a user does; return the secret and the recovery codes shown."""
-    started = post(http, action="start")
-    secret = SECRET.search(started.get_data(as_text=True))
-    assert secret is not None
-    done = post(http, action="confirm", otp=mfa.code(secret.group(1), clock.now))
-    assert done.status_code == 200
-    return secret.group(1), CODES.findall(done.get_data(as_text=True))
 
 
 def test_the_page_shows_a_server_rendered_qr_code_of_the_otpauth_uri(
@@ -104,7 +89,7 @@ def test_a_wrong_first_code_turns_nothing_on(
 def test_confirming_shows_ten_recovery_codes_once_and_the_next_login_asks_for_a_code(
     app: Flask, http: FlaskClient, auth: AuthActions, logged_in: TestUser, clock: Clock
 ) -> None:
-    secret, codes = enrol_through_the_page(http, clock)
+    secret, codes = enrol_through_the_page(http, clock.now)
     assert len(codes) == 10 == len(set(codes))
     with app.app_context():
         stored = list(db.get_session().scalars(select(RecoveryCode.code_hash)))
@@ -124,7 +109,7 @@ def test_confirming_shows_ten_recovery_codes_once_and_the_next_login_asks_for_a_
 def test_a_recovery_code_logs_in_once_only(
     app: Flask, http: FlaskClient, logged_in: TestUser, clock: Clock
 ) -> None:
-    _, codes = enrol_through_the_page(http, clock)
+    _, codes = enrol_through_the_page(http, clock.now)
     browser = app.test_client()
     AuthActions(browser).login(logged_in.email, logged_in.password)
     # Typed as people type: upper case, spaces instead of dashes.
@@ -139,7 +124,7 @@ def test_a_recovery_code_logs_in_once_only(
 def test_new_recovery_codes_and_turning_off_need_a_code_or_the_password(
     app: Flask, http: FlaskClient, logged_in: TestUser, clock: Clock
 ) -> None:
-    secret, old = enrol_through_the_page(http, clock)
+    secret, old = enrol_through_the_page(http, clock.now)
     refused = post(http, action="recovery_codes")
     assert refused.status_code == 303
     assert "Give a current code" in http.get("/account/security").get_data(as_text=True)

@@ -21,9 +21,8 @@ from tests.conftest import make_user
 from tests.helpers import mfa
 from tests.helpers import oidc
 from tests.helpers.forms import csrf_token
+from tests.helpers.mfa import SECRET
 from tests.helpers.rows import count
-
-SECRET = re.compile(r'<code id="totp-secret">([A-Z2-7]+)</code>')
 
 
 @pytest.fixture

@@ -157,3 +157,13 @@ def test_the_per_ip_limit_covers_the_otp_step(
     assert 0 < int(throttled.headers["Retry-After"]) <= 60
     # Shared with the password form: the same IP is throttled there too.
     assert auth.login(user.email, "wrong").status_code == 429
+
+
+def test_a_secret_stored_under_another_secret_key_accepts_no_code(
+    app: Flask, http: FlaskClient, auth: AuthActions, user: TestUser, clock: Clock
+) -> None:
+    secret = mfa.enrol(app, user.email)
+    app.config["SECRET_KEY"] = "a new secret key for this test"  # IDP_SECRET_KEY changed
+    auth.login(user.email, user.password)
+    assert mfa.submit_otp(http, mfa.code(secret, clock.now)).status_code == 401
+    assert count(app, LoginSession) == 0
