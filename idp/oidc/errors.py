@@ -82,10 +82,12 @@ def render_oauth_error(error: OAuth2Error) -> ResponseReturnValue:
 
 
 class UnmetAuthenticationRequirementsError(OAuth2Error):  # type: ignore[misc]
-    """The login cannot meet the requested ``acr`` (OpenID Connect Core 1.0 errata set 2 §3.1.2.6).
+    """The login cannot meet the requested ``acr``.
 
+    OpenID Connect Core Error Code unmet_authentication_requirements 1.0, §2:
     "The Authorization Server is unable to meet the requirements of the Relying Party for the
     authentication of the End-User."
+    https://openid.net/specs/openid-connect-unmet-authentication-requirements-1_0.html
     """
 
     error = "unmet_authentication_requirements"
