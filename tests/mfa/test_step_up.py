@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from lxml import etree
@@ -130,6 +131,7 @@ def authn_request_for_mfa(comparison: str) -> etree._Element:
     return root
 
 
+@pytest.mark.parametrize("comparison", ["exact", "minimum"])
 def test_saml_requested_authn_context_mfa_steps_up_a_password_session(
     app: Flask,
     http: FlaskClient,
@@ -137,6 +139,7 @@ def test_saml_requested_authn_context_mfa_steps_up_a_password_session(
     user: TestUser,
     sp: dict[str, Any],
     clock: Clock,
+    comparison: str,
 ) -> None:
     auth.login(user.email, user.password)
     secret = mfa.enrol(app, user.email)
@@ -145,18 +148,21 @@ def test_saml_requested_authn_context_mfa_steps_up_a_password_session(
         http.post("/saml/sso", data=saml.post_fields(etree.tostring(saml.authn_request())))
     )
     assert saml.value(form.xml(), "//saml:AuthnContextClassRef") == PPT
-    for comparison in ("exact", "minimum"):
-        root = authn_request_for_mfa(comparison)
-        response = http.post("/saml/sso", data=saml.post_fields(etree.tostring(root)))
-        if comparison == "exact":
-            assert response.headers["Location"].endswith("/login/otp")
-            back = mfa.submit_otp(http, mfa.code(secret, clock.now))
-            assert back.headers["Location"].startswith("/saml/sso/resume?")
-            response = http.get(back.headers["Location"])
-        form = saml.read_form(response)
-        auth_ = saml.process_response(sp, form, root.get("ID"))
-        assert auth_.get_errors() == [], auth_.get_last_error_reason()
-        assert saml.value(form.xml(), "//saml:AuthnContextClassRef") == MFA_CLASS
+    root = authn_request_for_mfa(comparison)
+    response = http.post("/saml/sso", data=saml.post_fields(etree.tostring(root)))
+    assert response.headers["Location"].endswith("/login/otp")
+    assert 'name="password"' not in http.get("/login/otp").get_data(as_text=True)
+    back = mfa.submit_otp(http, mfa.code(secret, clock.now))
+    assert back.headers["Location"].startswith("/saml/sso/resume?")
+    form = saml.read_form(http.get(back.headers["Location"]))
+    auth_ = saml.process_response(sp, form, root.get("ID"))
+    assert auth_.get_errors() == [], auth_.get_last_error_reason()
+    assert saml.value(form.xml(), "//saml:AuthnContextClassRef") == MFA_CLASS
+    # The session is multi-factor now: the next such request is answered at once.
+    again = authn_request_for_mfa(comparison)
+    form = saml.read_form(http.post("/saml/sso", data=saml.post_fields(etree.tostring(again))))
+    assert saml.value(form.xml(), "//saml:AuthnContextClassRef") == MFA_CLASS
+    assert count(app, LoginSession) == 1
 
 
 def test_saml_mfa_without_a_factor_is_no_authn_context(
