@@ -173,3 +173,19 @@ def test_saml_mfa_without_a_factor_is_no_authn_context(
     codes = form.xml().xpath("samlp:Status//samlp:StatusCode/@Value", namespaces=saml.NS)
     assert codes == [RESPONDER, NO_AUTHN_CONTEXT]
     assert not form.xml().xpath("saml:Assertion", namespaces=saml.NS)
+
+
+def test_a_step_up_ends_with_the_session_it_was_asked_in(
+    app: Flask, http: FlaskClient, auth: AuthActions, user: TestUser
+) -> None:
+    auth.login(user.email, user.password)
+    mfa.enrol(app, user.email)
+    client = oidc.register(app)
+    assert oidc.authorize(http, client, acr_values="2").headers["Location"].endswith("/login/otp")
+    auth.logout()
+    response = http.get("/login/otp")
+    assert response.headers["Location"].endswith("/login")  # nothing to step up any more
+    with app.app_context():
+        from idp import db
+
+        assert all(login.amr == ["pwd"] for login in db.get_session().query(LoginSession))
