@@ -107,6 +107,7 @@ def running_idp(template: Path, folder: Path) -> Iterator[LiveIdp]:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
 
 
 @pytest.fixture
