@@ -15,6 +15,7 @@ from idp import db
 from idp.keys.store import get_key_store
 from idp.logs import ACCESS_LOG_FORMAT
 from idp.logs import configure_logging
+from idp.outbox import get_outbox
 from idp.settings import get_settings
 
 
@@ -111,6 +112,8 @@ def serve_command(host: str, port: int, workers: int | None) -> None:
         "errorlog": "-",
         "proc_name": "idp",
         "post_fork": lambda server, worker: _post_fork(app),
+        # A stopping worker sends the notices it has queued (within the outbox's deadline).
+        "worker_exit": lambda server, worker: get_outbox(app).close(),
     }
     # Serve from a fresh context: the CLI's app context (and its `g`) must not be shared by
     # every request, or one browser would inherit another's login.
