@@ -38,7 +38,6 @@ from idp.oidc import consents
 from idp.saml import registration as saml_registration
 from idp.sessions import service as sessions
 from idp.sessions.devices import describe_user_agent
-from idp.settings import get_settings
 from idp.tokens import monitor
 from idp.tokens import service as pats
 from idp.tokens import usage
@@ -147,16 +146,17 @@ def _token_expiry(form: Mapping[str, str], now: datetime) -> datetime | None:
 
 def _tokens_page(user: User, status: int = 200, **context: Any) -> ResponseReturnValue:
     now = db.now()
-    settings = get_settings()
+    policy = pats.get_policy()
     page = render_template(
         "account/tokens.html",
         tokens=pats.list_tokens(user),
         recent_usage=lambda row: usage.recent_usage(usage.PAT, row.id),
-        scopes=pats.allowed_scopes(user),
-        lifetimes=[days for days in TOKEN_LIFETIMES if days <= settings.pat_max_lifetime]
-        or [settings.pat_max_lifetime],
-        allow_no_expiry=settings.pat_allow_no_expiry,
-        max_date=pats.max_expiry(now),
+        scopes=pats.allowed_scopes(user, policy),
+        enabled=policy.enabled,
+        lifetimes=[days for days in TOKEN_LIFETIMES if days <= policy.max_lifetime]
+        or [policy.max_lifetime],
+        allow_no_expiry=policy.allow_no_expiry,
+        max_date=now + timedelta(days=policy.max_lifetime),
         now=now,
         form=context.pop("form", MultiDict()),
         **context,

@@ -14,6 +14,7 @@ from sqlalchemy.dialects import sqlite
 from idp import db
 from idp.models.token import PersonalAccessToken
 from idp.models.token import SecurityNotice
+from idp.models.token import TokenPolicy
 from idp.models.token import TokenUsage
 
 
@@ -44,6 +45,33 @@ def list_tokens(
     if limit is not None:
         query = query.limit(limit)
     return list(db.get_session().scalars(query))
+
+
+POLICY_ID = 1  # the policy is one row
+
+
+def get_policy() -> TokenPolicy | None:
+    return db.get_session().get(TokenPolicy, POLICY_ID)
+
+
+def save_policy(values: dict[str, Any]) -> None:
+    """Insert or overwrite the policy row."""
+    session = db.get_session()
+    row = session.get(TokenPolicy, POLICY_ID)
+    if row is None:
+        session.add(TokenPolicy(id=POLICY_ID, **values))
+    else:
+        for name, value in values.items():
+            setattr(row, name, value)
+    session.flush()
+
+
+def delete_policy() -> bool:
+    row = get_policy()
+    if row is None:
+        return False
+    db.get_session().delete(row)
+    return True
 
 
 def upsert_usage(values: dict[str, Any]) -> None:
