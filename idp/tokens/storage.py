@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import and_
 from sqlalchemy import distinct
 from sqlalchemy import func
+from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
@@ -107,6 +109,24 @@ def list_usage(token_kind: str, token_id: str, *, limit: int) -> list[TokenUsage
         select(TokenUsage)
         .where(TokenUsage.token_kind == token_kind, TokenUsage.token_id == token_id)
         .order_by(TokenUsage.hour.desc(), TokenUsage.id.desc())
+        .limit(limit)
+    )
+    return list(db.get_session().scalars(query))
+
+
+def list_usage_of(keys: dict[str, list[str]], *, limit: int) -> list[TokenUsage]:
+    """Return the usage rows of several tokens (``{kind: [token_id, ...]}``), latest first."""
+    matches = [
+        and_(TokenUsage.token_kind == kind, TokenUsage.token_id.in_(ids))
+        for kind, ids in keys.items()
+        if ids
+    ]
+    if not matches:
+        return []
+    query = (
+        select(TokenUsage)
+        .where(or_(*matches))
+        .order_by(TokenUsage.last_seen.desc(), TokenUsage.id.desc())
         .limit(limit)
     )
     return list(db.get_session().scalars(query))

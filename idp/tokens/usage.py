@@ -100,6 +100,11 @@ def recent_usage(kind: str, token_id: int | str) -> list[TokenUsage]:
     return storage.list_usage(kind, str(token_id), limit=RECENT_USAGE_ROWS)
 
 
+def usage_of(keys: dict[str, list[str]], *, limit: int) -> list[TokenUsage]:
+    """Return the latest usage rows of several tokens, given as ``{kind: [token_id, ...]}``."""
+    return storage.list_usage_of(keys, limit=limit)
+
+
 def purge_usage() -> int:
     """Delete a batch of usage records older than the retention; return how many."""
     before = db.now() - timedelta(days=get_settings().token_usage_retention)
