@@ -77,7 +77,7 @@ def delete_policy() -> bool:
 
 
 def upsert_usage(values: dict[str, Any]) -> None:
-    """Count one use in its (token, network, hour, resource) row, inserting it if new.
+    """Add ``count`` uses to their (token, network, hour, resource) row, inserting it if new.
 
     One statement (``INSERT … ON CONFLICT DO UPDATE``), so concurrent uses of a busy token
     neither race nor write a row per call.
@@ -94,7 +94,7 @@ def upsert_usage(values: dict[str, Any]) -> None:
             TokenUsage.resource,
         ],
         set_={
-            "count": TokenUsage.count + 1,
+            "count": TokenUsage.count + statement.excluded.count,
             "last_seen": statement.excluded.last_seen,
             "ip": statement.excluded.ip,
             "user_agent": statement.excluded.user_agent,

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from idp import db
 from idp.models.token import TokenUsage
 from idp.sessions.logout import run_maintenance
+from idp.tokens import usage
 from tests.account.conftest import PHONE
 from tests.account.conftest import sign_in
 from tests.admin.conftest import ADMIN_PASSWORD
@@ -22,13 +23,17 @@ from tests.conftest import TestUser
 from tests.conftest import make_user
 from tests.helpers import oidc
 from tests.tokens.conftest import bearer
+from tests.tokens.conftest import count_statements
 from tests.tokens.conftest import create_pat
 
 AGENT = "ci-script/1.0"
 
 
-def usage_rows(app: Flask) -> list[TokenUsage]:
+def usage_rows(app: Flask, *, flush: bool = True) -> list[TokenUsage]:
+    """The usage rows, after writing the waiting introspection counts (unless told not to)."""
     with app.app_context():
+        if flush:
+            usage.flush_usage()
         query = select(TokenUsage).order_by(TokenUsage.id)
         rows = list(db.get_session().scalars(query))
         db.get_session().expunge_all()
@@ -208,3 +213,39 @@ def test_owner_sees_each_sessions_token_use_and_their_pats_on_the_sessions_page(
     assert "from 203.0.113.9" in pats
     for secret in (pat["token"], tokens["access_token"], tokens["refresh_token"]):
         assert secret not in page
+
+
+def test_introspections_are_counted_in_memory_and_written_in_one_batch(
+    app: Flask, http: FlaskClient, user: TestUser, clock: Clock
+) -> None:
+    pat = pat_for(app, user)
+    api = oidc.register(
+        app, "API", redirect_uris=["https://api.example.com/unused"], is_resource_server=True
+    )
+
+    def introspect() -> None:
+        response = http.post(
+            "/introspect",
+            data={"token": pat["token"]},
+            auth=api.basic_auth,
+            environ_base={"REMOTE_ADDR": "10.1.2.3"},
+        )
+        assert response.get_json()["active"] is True
+
+    with count_statements(app) as statements:
+        for _ in range(50):
+            introspect()
+    assert not [sql for sql in statements if "token_usage" in sql]  # no write per call
+    assert usage_rows(app, flush=False) == []
+    clock.advance(seconds=5)  # the oldest waiting count is due: this call writes them all
+    with count_statements(app) as statements:
+        introspect()
+    assert len([sql for sql in statements if "INSERT INTO token_usage" in sql]) == 1
+    [row] = usage_rows(app, flush=False)
+    assert (row.count, row.introspected, row.resource) == (51, True, api.client_id)
+    assert row.network == "10.1.2.0/24" and row.token_id == str(pat["id"])
+    introspect()
+    with app.app_context():
+        run_maintenance()  # the periodic sweep writes what waits too
+    [row] = usage_rows(app, flush=False)
+    assert row.count == 52
