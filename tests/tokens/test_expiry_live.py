@@ -13,9 +13,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,20 +29,19 @@ from idp.users.service import require_user_by_email
 from tests.conftest import TestUser
 from tests.e2e.conftest import LiveIdp
 from tests.e2e.conftest import initialised_idp  # noqa: F401 (fixtures, found by name)
-from tests.e2e.conftest import live_idp  # noqa: F401
+from tests.e2e.conftest import running_idp
 from tests.helpers import oidc
 
 LIFETIME = timedelta(seconds=3)
 
 
 @pytest.fixture
-def idp_on_backend(
-    monkeypatch: pytest.MonkeyPatch, app: Flask, request: pytest.FixtureRequest
-) -> LiveIdp:
+def idp_on_backend(app: Flask, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LiveIdp]:
     """``idp serve`` on the database of this test's ``app`` (SQLite or PostgreSQL)."""
-    monkeypatch.setenv("IDP_DATABASE_URL", get_settings(app).database_url)
-    live: LiveIdp = request.getfixturevalue("live_idp")
-    return live
+    template: Path = request.getfixturevalue("initialised_idp")
+    env = {"IDP_DATABASE_URL": get_settings(app).database_url}
+    with running_idp(template, tmp_path / "live", env) as live:
+        yield live
 
 
 def call(url: str, *, headers: dict[str, str], data: bytes | None = None) -> tuple[int, Any, Any]:
