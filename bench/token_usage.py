@@ -7,7 +7,8 @@ resource server, then times ``POST /introspect`` of each token with the usage wr
 with it bypassed, interleaved so both see the same machine noise. Prints the median per
 case and the extra cost of the write (and the difference of the means, which includes the
 batch written every few seconds). The goal: the write costs less than 10 % of an
-introspection.
+introspection. ``--unbatched`` writes every count at once (one upsert and commit per
+introspection), to compare.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=1000)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument(
+        "--unbatched",
+        action="store_true",
+        help="write every introspection's count at once (one upsert and commit per call)",
+    )
     args = parser.parse_args()
 
     from idp import create_app
@@ -44,6 +50,9 @@ def main() -> int:
     from idp.tokens import service as pats
     from idp.tokens import usage
     from idp.users.service import require_user_by_email
+
+    if args.unbatched:
+        usage.INTROSPECTION_FLUSH = timedelta(0)
 
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app(
@@ -105,7 +114,8 @@ def main() -> int:
                 timings[case].append(run())
         usage.record_use = record_use  # type: ignore[assignment]
         backend = db.get_database(app).engine.dialect.name
-    print(f"{backend}, {args.rounds} rounds per case, interleaved; medians in ms")
+    mode = "unbatched" if args.unbatched else "batched"
+    print(f"{backend}, {mode}, {args.rounds} rounds per case, interleaved; medians in ms")
     for kind in ("personal access token", "access token"):
         with_write = statistics.median(timings[(kind, True)]) * 1000
         without = statistics.median(timings[(kind, False)]) * 1000
