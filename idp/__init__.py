@@ -43,6 +43,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp import limits
     from idp import logs
     from idp import ops
+    from idp import outbox
     from idp import replay
     from idp.account import views as account_views
     from idp.admin import api as admin_api
@@ -66,6 +67,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     key_store.init_app(app, settings)
     session_service.init_app(app, settings)
     replay.init_app(app, settings)
+    outbox.init_app(app)
     limits.init_app(app, settings)
     oidc_server.init_app(app, settings)
     token_service.init_app(app)

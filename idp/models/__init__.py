@@ -17,6 +17,7 @@ from idp.models.saml import SamlSessionIndex
 from idp.models.saml import ServiceProvider
 from idp.models.token import PersonalAccessToken
 from idp.models.token import SecurityNotice
+from idp.models.token import TokenPolicy
 from idp.models.token import TokenUsage
 from idp.models.user import Group
 from idp.models.user import User
@@ -39,6 +40,7 @@ __all__ = [
     "SecurityNotice",
     "ServiceProvider",
     "SessionParticipant",
+    "TokenPolicy",
     "TokenUsage",
     "User",
     "user_group",
