@@ -28,6 +28,7 @@ from tests.conftest import TestUser
 from tests.helpers import oidc
 from tests.helpers import receiver as rx
 from tests.helpers.forms import csrf_token
+from tests.test_ops import unreachable_database_app  # noqa: F401 (a fixture, found by name)
 
 
 @pytest.fixture
@@ -157,3 +158,21 @@ def test_session_revocation_and_its_fan_out_are_all_or_nothing(
     (delivery,) = rx.deliveries(app)
     assert delivery.delivered_at is not None
     assert len(receiver.received) == 1
+
+
+def test_an_unreachable_database_answers_503_to_a_browser_and_a_client(
+    request: pytest.FixtureRequest,
+) -> None:
+    app: Flask = request.getfixturevalue("unreachable_database_app")
+    http = app.test_client()
+    page = http.get("/login")
+    login = http.post(
+        "/login",
+        data={"csrf_token": csrf_token(page.data), "username": "a@example.com", "password": "x"},
+    )
+    refused_page(login)
+    assert b"temporarily unavailable" in login.data and b"psycopg" not in login.data
+
+    token = http.post("/token", data={"grant_type": "client_credentials"}, auth=("c", "s"))
+    refused_json(token)
+    assert set(token.get_json()) == {"error", "error_description"}
