@@ -6,6 +6,7 @@ app is never rebuilt, so the recovery is the running process's own.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -78,3 +79,24 @@ def test_redis_down_refuses_cleanly_and_recovers_without_restart(
     assert http.get("/readyz").status_code == 200
     assert client_credentials_token(http, robot).status_code == 200
     assert AuthActions(app.test_client()).login(user.email, user.password).status_code == 302
+
+
+@pytest.mark.backends("sqlite")  # Redis's behaviour, whatever the database
+def test_a_hanging_redis_answers_503_within_about_a_second(
+    app: Flask, http: FlaskClient, private_redis: RedisServer
+) -> None:
+    robot = service_account(app)
+    assert client_credentials_token(http, robot).status_code == 200
+
+    private_redis.pause()
+    try:
+        start = time.monotonic()
+        tokens = client_credentials_token(http, robot)
+        waited = time.monotonic() - start
+    finally:
+        private_redis.resume()
+
+    assert_unavailable_json(tokens)
+    # 0.5 s per attempt and one retry (idp.redis_store), not redis-py's default 5 s.
+    assert waited < 2.5
+    assert client_credentials_token(http, robot).status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -45,6 +46,15 @@ class RedisServer:
                     raise RuntimeError("redis-server did not start") from None
                 time.sleep(0.02)
         client.close()
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections open, nothing answered, as when it hangs."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         """Stop the server and wait until it is gone (its port refuses connections)."""
