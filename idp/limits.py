@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 from typing import Protocol
 
 from flask import Flask
@@ -25,6 +25,9 @@ from idp import redis_store
 from idp.models.limits import FailureCounter
 from idp.settings import Settings
 from idp.settings import get_settings
+
+if TYPE_CHECKING:
+    import redis
 
 TOO_MANY_FAILURES = "Too many failed attempts from your network. Try again later."
 
@@ -85,7 +88,7 @@ class SqlCounterStore:
 
 
 class RedisCounterStore:
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: redis.Redis) -> None:
         self.client = client
 
     def locked_until(self, key: str, now: datetime) -> datetime | None:

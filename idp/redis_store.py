@@ -8,6 +8,7 @@ restarted Redis reconnect on its own, so recovery needs no restart of the IdP.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 from typing import Any
 
 from flask import Flask
@@ -16,6 +17,9 @@ from flask.typing import ResponseReturnValue
 
 from idp import errors
 from idp.settings import Settings
+
+if TYPE_CHECKING:
+    import redis
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +40,7 @@ def client_options() -> dict[str, Any]:
     }
 
 
-def build_client(url: str) -> Any:
+def build_client(url: str) -> redis.Redis:
     """Return a redis-py client of ``url`` (it connects on first use, never here)."""
     import redis
 
@@ -53,9 +57,10 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.register_error_handler(redis.RedisError, _redis_unavailable)
 
 
-def get_client(app: Flask | None = None) -> Any:
+def get_client(app: Flask | None = None) -> redis.Redis:
     """Return the app's Redis client (only when ``redis_url`` is set)."""
-    return (app or current_app).extensions["idp.redis"]
+    client: redis.Redis = (app or current_app).extensions["idp.redis"]
+    return client
 
 
 def _redis_unavailable(error: Exception) -> ResponseReturnValue:

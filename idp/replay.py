@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 from typing import Protocol
 
 from flask import Flask
@@ -17,6 +17,9 @@ from idp import redis_store
 from idp.models.oidc import ReplayEntry
 from idp.sessions import logout
 from idp.settings import Settings
+
+if TYPE_CHECKING:
+    import redis
 
 
 class ReplayCache(Protocol):
@@ -40,7 +43,7 @@ class SqlReplayCache:
 
 
 class RedisReplayCache:
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: redis.Redis) -> None:
         self.client = client
 
     def remember(self, key: str, expires_at: datetime) -> bool:
