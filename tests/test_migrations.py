@@ -135,7 +135,7 @@ PREVIOUS_RELEASE = "0005"
 
 
 def test_init_upgrades_a_database_of_the_previous_release(
-    empty_engine: Engine, tmp_path: Path
+    empty_engine: Engine, keys_dir: Path, tmp_path: Path
 ) -> None:
     upgrade_database(empty_engine, PREVIOUS_RELEASE)
     old = MetaData()
@@ -171,7 +171,7 @@ def test_init_upgrades_a_database_of_the_previous_release(
     app = create_app(
         {
             "database_url": empty_engine.url.render_as_string(hide_password=False),
-            "keys_dir": str(tmp_path / "keys"),
+            "keys_dir": str(keys_dir),  # the run's keys: no key generation to wait for
             "instance_dir": str(tmp_path / "instance"),
             "secret_key": "test-secret-key-not-for-production",
         }
