@@ -43,6 +43,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp import limits
     from idp import logs
     from idp import ops
+    from idp import outbox
+    from idp import redis_store
     from idp import replay
     from idp.account import views as account_views
     from idp.admin import api as admin_api
@@ -67,8 +69,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     inputs.init_app(app)
     db.init_app(app, settings)
     key_store.init_app(app, settings)
+    redis_store.init_app(app, settings)
     session_service.init_app(app, settings)
     replay.init_app(app, settings)
+    outbox.init_app(app)
     mfa_service.init_app(app)
     limits.init_app(app, settings)
     oidc_server.init_app(app, settings)

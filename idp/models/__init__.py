@@ -19,6 +19,7 @@ from idp.models.saml import SamlSessionIndex
 from idp.models.saml import ServiceProvider
 from idp.models.token import PersonalAccessToken
 from idp.models.token import SecurityNotice
+from idp.models.token import TokenPolicy
 from idp.models.token import TokenUsage
 from idp.models.user import Group
 from idp.models.user import User
@@ -42,6 +43,7 @@ __all__ = [
     "SecurityNotice",
     "ServiceProvider",
     "SessionParticipant",
+    "TokenPolicy",
     "TokenUsage",
     "TotpFactor",
     "User",

@@ -86,11 +86,16 @@ def initialised_idp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @contextmanager
-def running_idp(template: Path, folder: Path) -> Iterator[LiveIdp]:
-    """``idp serve`` on a free loopback port, on a copy of an initialised ``template``."""
+def running_idp(
+    template: Path, folder: Path, env: dict[str, str] | None = None
+) -> Iterator[LiveIdp]:
+    """``idp serve`` on a free loopback port, on a copy of an initialised ``template``.
+
+    ``env`` overrides its environment (``IDP_DATABASE_URL``: serve a test app's database).
+    """
     shutil.copytree(template, folder, dirs_exist_ok=True)
     port = free_port()
-    live = LiveIdp(f"http://127.0.0.1:{port}", idp_environment(folder, port))
+    live = LiveIdp(f"http://127.0.0.1:{port}", {**idp_environment(folder, port), **(env or {})})
     with (folder / "idp.log").open("wb") as log:
         process = subprocess.Popen(
             [IDP, "serve", "--port", str(port), "--workers", "1"],
@@ -107,6 +112,7 @@ def running_idp(template: Path, folder: Path) -> Iterator[LiveIdp]:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
 
 
 @pytest.fixture
