@@ -36,6 +36,7 @@ __all__ = [
     "begin_authentication",
     "begin_login",
     "begin_registration",
+    "count_by_user",
     "count_for_user",
     "delete_all_for_user",
     "finish_login",
@@ -282,8 +283,8 @@ def finish_login(credential_json: str) -> tuple[User, list[str]]:
 def verify_assertion_for_user(user_id: int, credential_json: str) -> list[str]:
     """Verify a passkey as the second factor of ``user_id``'s login (``begin_authentication``).
 
-    Return the ``amr`` values this factor adds (``["hwk"]``); the caller adds the first
-    factor's and ``mfa``.
+    Return the ``amr`` values of this factor (``["hwk", "mfa"]``: with the password checked
+    before, two factors); the caller adds the first factor's (``pwd``).
 
     Raises:
         PasskeyError: no live challenge for this user, a malformed or wrong assertion, a
@@ -304,7 +305,7 @@ def verify_assertion_for_user(user_id: int, credential_json: str) -> list[str]:
     if returned and not hmac.compare_digest(returned, user_handle(passkey.user)):
         raise _fail("user_handle_mismatch", user_id=user_id)
     _verify(passkey, credential, challenge)
-    return ["hwk"]
+    return ["hwk", "mfa"]
 
 
 # -- management ------------------------------------------------------------------------------
@@ -318,6 +319,11 @@ def list_passkeys(user: User) -> list[Passkey]:
 def count_for_user(user_id: int) -> int:
     """Return how many passkeys the user has."""
     return storage.count_passkeys(user_id)
+
+
+def count_by_user(user_ids: list[int]) -> dict[int, int]:
+    """Return how many passkeys each of these users has (absent: none), in one query."""
+    return storage.count_by_user(user_ids) if user_ids else {}
 
 
 def require_passkey(user: User, passkey_id: int) -> Passkey:

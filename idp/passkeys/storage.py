@@ -33,6 +33,15 @@ def count_passkeys(user_id: int) -> int:
     return int(db.get_session().scalar(query) or 0)
 
 
+def count_by_user(user_ids: list[int]) -> dict[int, int]:
+    query = (
+        select(Passkey.user_id, func.count())
+        .where(Passkey.user_id.in_(user_ids))
+        .group_by(Passkey.user_id)
+    )
+    return {user_id: int(total) for user_id, total in db.get_session().execute(query)}
+
+
 def get_passkey(passkey_id: int, user_id: int) -> Passkey | None:
     query = select(Passkey).where(Passkey.id == passkey_id, Passkey.user_id == user_id)
     return db.get_session().scalar(query)

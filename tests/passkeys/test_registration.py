@@ -13,6 +13,7 @@ from idp import db
 from idp.models.audit import AuditEvent
 from idp.models.passkey import Passkey
 from idp.models.passkey import PasskeyChallenge
+from tests.conftest import AuthActions
 from tests.conftest import Clock
 from tests.conftest import TestUser
 from tests.conftest import make_user
@@ -87,8 +88,6 @@ def test_another_users_passkey_cannot_be_renamed_or_removed(
 ) -> None:
     other = app.test_client()
     bob = make_user(app, "bob@example.com", "bob's long password")
-    from tests.conftest import AuthActions
-
     assert AuthActions(other).login(bob.email, bob.password).status_code == 302
     assert enrol(other, SoftAuthenticator(), name="Bob's key").status_code == 303
     with app.app_context():
@@ -196,3 +195,17 @@ def test_a_bad_name_is_refused_and_the_ceremony_stays_usable(
 def test_the_security_page_is_signed_out_and_passes_its_csp(http: FlaskClient) -> None:
     response = http.post("/account/security/passkeys/options", data={"csrf_token": "x"})
     assert response.status_code == 401
+
+
+def test_the_admin_console_shows_how_many_passkeys_a_user_has(
+    app: Flask, http: FlaskClient, logged_in: TestUser
+) -> None:
+    assert enrol(http, SoftAuthenticator()).status_code == 303
+    assert enrol(http, SoftAuthenticator()).status_code == 303
+    admin = make_user(app, "admin@example.com", "admin password, long enough", is_admin=True)
+    console = app.test_client()
+    assert AuthActions(console).login(admin.email, admin.password).status_code == 302
+    page = console.get("/admin/users").get_data(as_text=True)
+    alice = page[page.index(logged_in.email) :]
+    assert "2 passkeys" in alice[: alice.index("</li>")]
+    assert "0 passkeys" in page[page.index(admin.email) :]
