@@ -53,7 +53,7 @@ def get_passkey_by_credential_id(credential_id: str) -> Passkey | None:
 
 def lock_passkey(passkey_id: int) -> Passkey | None:
     """Return the passkey with its row locked (PostgreSQL) until the commit: one use at a time."""
-    query = select(Passkey).where(Passkey.id == passkey_id).with_for_update()
+    query = select(Passkey).where(Passkey.id == passkey_id).with_for_update(of=Passkey)
     return db.get_session().scalar(query.execution_options(populate_existing=True))
 
 
