@@ -214,10 +214,12 @@ def _amr(user_verified: bool) -> list[str]:
     return ["hwk", "mfa"] if user_verified else ["hwk"]
 
 
-def _verify(passkey: Passkey, credential: AuthenticationCredential, challenge: bytes) -> bool:
+def _verify(
+    passkey: Passkey, credential: AuthenticationCredential, challenge: bytes
+) -> tuple[Passkey, bool]:
     """Check the assertion against ``passkey``, then its counter; update it; commit.
 
-    Return whether the user was verified. Raises PasskeyError (audited) on any failure.
+    Return the passkey and whether the user was verified. Raises PasskeyError (audited).
     """
     try:
         verified = ceremonies.verify_assertion(
@@ -244,14 +246,37 @@ def _verify(passkey: Passkey, credential: AuthenticationCredential, challenge: b
     locked.backed_up = verified.credential_backed_up
     locked.last_used_at = db.now()
     db.get_session().commit()
-    return verified.user_verified
+    return locked, verified.user_verified
 
 
-def _parse_assertion(credential_json: str, user_id: int | None) -> AuthenticationCredential:
+def _check_assertion(
+    purpose: str, user_id: int | None, credential_json: str
+) -> tuple[Passkey, bool]:
+    """Run every check of an assertion answering this session's challenge; commit.
+
+    ``user_id`` None: a passwordless login, where the user handle is required and names the
+    owner; else the credential must be that user's. Return the passkey and whether the
+    authenticator verified the user.
+    """
     try:
-        return ceremonies.parse_assertion(credential_json)
+        challenge = _take(purpose, user_id)
+    except PasskeyError as error:
+        raise _fail("challenge", user_id=user_id, detail=str(error)) from None
+    try:
+        credential = ceremonies.parse_assertion(credential_json)
     except PasskeyError as error:
         raise _fail("malformed", user_id=user_id, detail=str(error)[:200]) from None
+    passkey = storage.get_passkey_by_credential_id(ceremonies.credential_key(credential.raw_id))
+    # Another user's credential is refused like an unknown one (§7.2 step 6).
+    if passkey is None or (user_id is not None and passkey.user_id != user_id):
+        raise _fail("unknown_credential", user_id=user_id)
+    returned = credential.response.user_handle
+    # §7.2 step 6: a user handle, required of a discoverable credential, names its owner.
+    if (returned or user_id is None) and not hmac.compare_digest(
+        returned or b"", user_handle(passkey.user)
+    ):
+        raise _fail("user_handle_mismatch", user_id=passkey.user_id)
+    return _verify(passkey, credential, challenge)
 
 
 def finish_login(credential_json: str) -> tuple[User, list[str]]:
@@ -264,19 +289,7 @@ def finish_login(credential_json: str) -> tuple[User, list[str]]:
             credential, a counter that went back, or a disabled user (all audited).
 
     """
-    try:
-        challenge = _take(LOGIN, None)
-    except PasskeyError as error:
-        raise _fail("challenge", user_id=None, detail=str(error)) from None
-    credential = _parse_assertion(credential_json, None)
-    passkey = storage.get_passkey_by_credential_id(ceremonies.credential_key(credential.raw_id))
-    if passkey is None:
-        raise _fail("unknown_credential", user_id=None)
-    returned = credential.response.user_handle
-    # §7.2 step 6: the user handle of a discoverable credential names its owner.
-    if not returned or not hmac.compare_digest(returned, user_handle(passkey.user)):
-        raise _fail("user_handle_mismatch", user_id=passkey.user_id)
-    user_verified = _verify(passkey, credential, challenge)
+    passkey, user_verified = _check_assertion(LOGIN, None, credential_json)
     return passkey.user, _amr(user_verified)
 
 
@@ -292,19 +305,7 @@ def verify_assertion_for_user(user_id: int, credential_json: str) -> list[str]:
             user (all audited).
 
     """
-    try:
-        challenge = _take(SECOND_FACTOR, user_id)
-    except PasskeyError as error:
-        raise _fail("challenge", user_id=user_id, detail=str(error)) from None
-    credential = _parse_assertion(credential_json, user_id)
-    passkey = storage.get_passkey_by_credential_id(ceremonies.credential_key(credential.raw_id))
-    # Another user's credential is refused like an unknown one (§7.2 step 6).
-    if passkey is None or passkey.user_id != user_id:
-        raise _fail("unknown_credential", user_id=user_id)
-    returned = credential.response.user_handle
-    if returned and not hmac.compare_digest(returned, user_handle(passkey.user)):
-        raise _fail("user_handle_mismatch", user_id=user_id)
-    _verify(passkey, credential, challenge)
+    _check_assertion(SECOND_FACTOR, user_id, credential_json)
     return ["hwk", "mfa"]
 
 
