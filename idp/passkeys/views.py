@@ -19,6 +19,7 @@ from flask import render_template
 from flask import request
 from flask import url_for
 from flask.typing import ResponseReturnValue
+from flask_limiter import Limiter
 
 from idp import csrf
 from idp import headers
@@ -36,12 +37,21 @@ LOGIN_FAILED = "Sign-in with a passkey failed. Try again or use your password."
 REGISTRATION_FAILED = "The passkey could not be added. Please try again."
 CONFIRM_FIRST = "Confirm it is you (sign in again), then repeat the action."
 SECURITY_PAGE = "account.security"
+# Each options request stores a challenge: one client IP may not start more than this.
+OPTIONS_RATE = "60 per minute"
+TOO_MANY_CEREMONIES = "Too many passkey attempts from your network. Try again later."
 
 
 def init_app(app: Flask) -> None:
-    """Register the blueprint and the Jinja helper the account page's section uses."""
+    """Register the blueprint, its per-IP limit and the account page section's Jinja helper."""
     app.register_blueprint(bp)
     app.jinja_env.globals["passkey_section"] = _section_context
+    limiter: Limiter = app.extensions["idp.limiter"]
+    shared = limiter.shared_limit(
+        OPTIONS_RATE, scope="passkey_options", error_message=TOO_MANY_CEREMONIES
+    )
+    for endpoint in ("passkeys.login_options", "passkeys.registration_options"):
+        app.view_functions[endpoint] = shared(app.view_functions[endpoint])  # type: ignore[assignment]
 
 
 def _section_context() -> dict[str, Any]:
