@@ -71,7 +71,8 @@ def _require_login() -> LoginSession:
     return login
 
 
-def _json(body: str) -> Response:
+def options_response(body: str) -> Response:
+    """Return a ceremony's options (JSON from ``service.begin_*``), kept out of every cache."""
     response = Response(body, mimetype="application/json")
     headers.no_store(response)  # a challenge is for this browser alone
     return response
@@ -97,7 +98,7 @@ def registration_options() -> ResponseReturnValue:
         )
         body = jsonify(error="login_required", message=CONFIRM_FIRST, location=location)
         return headers.no_store(body), 403
-    return _json(passkeys.begin_registration(login.user))
+    return options_response(passkeys.begin_registration(login.user))
 
 
 @bp.post("/account/security/passkeys")
@@ -150,7 +151,7 @@ def _next_target() -> str | None:
 @bp.post("/login/passkey/options")
 def login_options() -> ResponseReturnValue:
     csrf.validate()
-    return _json(passkeys.begin_login())
+    return options_response(passkeys.begin_login())
 
 
 @bp.post("/login/passkey/verify")
