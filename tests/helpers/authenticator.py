@@ -148,15 +148,24 @@ def enrol(
 
 
 def passkey_login(
-    http: FlaskClient, authenticator: SoftAuthenticator, next_url: str | None = None, **options: Any
+    http: FlaskClient,
+    authenticator: SoftAuthenticator,
+    next_url: str | None = None,
+    *,
+    force: bool = False,
+    **options: Any,
 ) -> Any:
-    """Sign in with the passkey from the login page (passwordless); the verify POST's response."""
-    page = http.get("/login", query_string={"next": next_url} if next_url else None)
+    """Sign in with the passkey from the login page (passwordless); the verify POST's response.
+
+    ``force``: the login page's forced re-authentication (a signed-in browser confirming).
+    """
+    query = {"next": next_url} if next_url else {}
+    if force:
+        query["force"] = "1"
+    page = http.get("/login", query_string=query)
     token = csrf_token(page.data)
     started = http.post("/login/passkey/options", data={"csrf_token": token})
     assert started.status_code == 200, started.data
     credential = authenticator.get(started.get_json(), **options)
-    form = {"csrf_token": token, "credential": json.dumps(credential)}
-    if next_url:
-        form["next"] = next_url
+    form = {"csrf_token": token, "credential": json.dumps(credential), **query}
     return http.post("/login/passkey/verify", data=form)

@@ -185,3 +185,16 @@ def test_the_login_page_loads_the_script_and_no_inline_one(http: FlaskClient) ->
     assert 'src="/static/passkeys.js"' in text and 'data-passkey="get"' in text
     assert "<script>" not in text and "onclick" not in text
     assert "'unsafe-inline'" not in page.headers["Content-Security-Policy"]
+
+
+def test_a_forced_login_with_the_passkey_keeps_the_session(
+    app: Flask, http: FlaskClient, authenticator: SoftAuthenticator
+) -> None:
+    assert passkey_login(http, authenticator, user_verified=False).status_code == 302
+    with app.app_context():
+        live = select(LoginSession).where(LoginSession.revoked_at.is_(None))
+        sid = db.get_session().scalar(live.with_only_columns(LoginSession.sid))
+    assert passkey_login(http, authenticator, force=True).status_code == 302
+    with app.app_context():
+        [login] = db.get_session().scalars(live)
+        assert login.sid == sid and login.amr == ["hwk", "mfa"]

@@ -19,6 +19,7 @@ from tests.conftest import TestUser
 from tests.conftest import make_user
 from tests.helpers.authenticator import SoftAuthenticator
 from tests.helpers.authenticator import enrol
+from tests.helpers.authenticator import passkey_login
 from tests.helpers.authenticator import unb64url
 from tests.helpers.forms import csrf_token
 from tests.helpers.rows import count
@@ -114,7 +115,8 @@ def test_every_post_needs_the_csrf_token(
 def test_adding_or_removing_needs_a_recent_login(
     app: Flask, http: FlaskClient, logged_in: TestUser, clock: Clock
 ) -> None:
-    assert enrol(http, SoftAuthenticator()).status_code == 303
+    authenticator = SoftAuthenticator()
+    assert enrol(http, authenticator).status_code == 303
     clock.advance(minutes=11)
     page = http.get("/account/security").get_data(as_text=True)
     assert "confirm it is you" in page and 'data-passkey="create"' not in page
@@ -129,7 +131,15 @@ def test_adding_or_removing_needs_a_recent_login(
         data={"csrf_token": token, "action": "remove", "id": str(passkey_id)},
     )
     assert removed.status_code == 302 and "force=1" in removed.headers["Location"]
+    added = http.post(
+        "/account/security/passkeys",
+        data={"csrf_token": token, "action": "add", "name": "Late", "credential": "{}"},
+    )
+    assert added.status_code == 302 and "force=1" in added.headers["Location"]
     assert count(app, Passkey) == 1
+    # Signing in again with the passkey itself is a recent login.
+    assert passkey_login(http, authenticator, force=True).status_code == 302
+    assert 'data-passkey="create"' in http.get("/account/security").get_data(as_text=True)
 
 
 def test_a_challenge_is_single_use(app: Flask, http: FlaskClient, logged_in: TestUser) -> None:
