@@ -86,3 +86,13 @@ def test_resetting_a_users_factors_deletes_their_passkeys_only(
         assert passkeys.delete_all_for_user(logged_in.id) == 1
         assert passkeys.count_for_user(logged_in.id) == 0
     assert list(counters(app)) != [] and logged_in.id not in counters(app)
+
+
+def test_deleting_a_user_deletes_their_passkeys(
+    app: Flask, keys: dict[str, SoftAuthenticator], logged_in: TestUser
+) -> None:
+    with app.app_context():
+        from idp.users import service as users
+
+        users.delete_user(users.require_user(logged_in.id))
+    assert logged_in.id not in counters(app) and len(counters(app)) == 1
