@@ -49,6 +49,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp.admin import views as admin_views
     from idp.keys import commands as key_commands
     from idp.keys import store as key_store
+    from idp.mfa import commands as mfa_commands
+    from idp.mfa import service as mfa_service
+    from idp.mfa import views as mfa_views
     from idp.oidc import commands as client_commands
     from idp.oidc import server as oidc_server
     from idp.oidc import views as oidc_views
@@ -67,6 +70,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     key_store.init_app(app, settings)
     session_service.init_app(app, settings)
     replay.init_app(app, settings)
+    mfa_service.init_app(app)
     limits.init_app(app, settings)
     oidc_server.init_app(app, settings)
     token_service.init_app(app)
@@ -79,11 +83,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(oidc_views.bp)
     app.register_blueprint(saml_views.bp)
     app.register_blueprint(account_views.bp)
+    app.register_blueprint(mfa_views.bp)
     passkey_views.init_app(app)
     app.register_blueprint(admin_api.bp)
     app.register_blueprint(admin_views.bp)
     limits.limit_failures(
-        app, ["sessions.login", "passkeys.login_verify"], scope="login", methods=["POST"]
+        app,
+        ["sessions.login", "mfa.otp", "passkeys.login_verify"],
+        scope="login",
+        methods=["POST"],
     )
     limits.limit_failures(app, ["oidc.token", "oidc.introspect", "oidc.revoke"], scope="client")
     limits.limit_failures(app, ["oidc.userinfo", *_endpoints(app, "admin_api.")], scope="bearer")
@@ -99,6 +107,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         client_commands,
         sp_commands,
         token_commands,
+        mfa_commands,
     ):
         package.register(app.cli)
     return app

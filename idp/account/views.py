@@ -1,4 +1,4 @@
-"""The user's own pages: /account/ (profile), security (password), sessions, tokens, apps.
+"""The user's own pages: /account/ (profile), security (password, TOTP), sessions, tokens, apps.
 
 HTTP only: every page needs a login, every form a CSRF token, and each change is one call
 into the owning package's service.
@@ -31,6 +31,7 @@ from idp import db
 from idp import headers
 from idp.errors import InvalidInputError
 from idp.errors import NotFoundError
+from idp.mfa import service as mfa
 from idp.models.login import LoginSession
 from idp.models.login import SessionParticipant
 from idp.models.user import User
@@ -97,11 +98,22 @@ def profile() -> ResponseReturnValue:
     return _back("account.profile", "Your profile is saved.")
 
 
+def _security_page(user: User, status: int = 200, **context: Any) -> ResponseReturnValue:
+    page = render_template(
+        "account/security.html",
+        totp=mfa.get_totp(user),
+        recovery_codes=mfa.count_recovery_codes(user),
+        mfa_required=mfa.is_mfa_required(user),
+        **context,
+    )
+    return page, status
+
+
 @bp.route("/security", methods=["GET", "POST"])
 def security() -> ResponseReturnValue:
     login = _login()
     if request.method == "GET":
-        return render_template("account/security.html")
+        return _security_page(login.user)
     new_password = request.form.get("new_password", "")
     try:
         if new_password != request.form.get("confirm_password", ""):
@@ -114,7 +126,7 @@ def security() -> ResponseReturnValue:
             revoke_tokens=request.form.get("revoke_tokens") == "yes",
         )
     except InvalidInputError as error:
-        return render_template("account/security.html", error=_sentence(error)), 400
+        return _security_page(login.user, 400, error=_sentence(error))
     message = "Your password is changed. Your other sessions were signed out."
     if request.form.get("revoke_tokens") == "yes":
         message += " Your personal access tokens were revoked."

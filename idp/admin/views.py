@@ -2,7 +2,8 @@
 
 Every page needs an admin's login and every form a CSRF token; each change is one call into
 the owning package's service (as the admin API makes), audited with the acting admin.
-Revoking all of a user's sessions, rotating keys and deleting a user need a recent login.
+Revoking all of a user's sessions, rotating keys, resetting a user's second factors and
+deleting a user need a recent login.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from idp.attributes import BY_CLAIM
 from idp.errors import NotFoundError
 from idp.inputs import is_clean
 from idp.keys import service as keys
+from idp.mfa import service as mfa
 from idp.models.login import LoginSession
 from idp.oidc import clients
 from idp.passkeys import service as passkeys
@@ -162,6 +164,13 @@ def users_page() -> ResponseReturnValue:
                 abort(400, description="You cannot disable your own account here.")
             users.set_disabled(user, action == "disable")
             return _back(f"{user.email} is {action}d.")
+        if action == "reset_factors":
+            # It weakens the account: a stolen admin cookie alone must not do it.
+            again = _require_recent_login()
+            if again is not None:
+                return again
+            removed = mfa.reset_factors(user)
+            return _back(f"Removed {removed} second factor(s) of {user.email}.")
         if action == "delete":
             if user.id == _login().user_id:
                 abort(400, description="You cannot delete your own account here.")

@@ -7,6 +7,8 @@ from idp.models.limits import FailureCounter
 from idp.models.login import LoginSession
 from idp.models.login import LogoutDelivery
 from idp.models.login import SessionParticipant
+from idp.models.mfa import RecoveryCode
+from idp.models.mfa import TotpFactor
 from idp.models.oidc import AuthorizationCode
 from idp.models.oidc import Consent
 from idp.models.oidc import OAuthClient
@@ -37,6 +39,7 @@ __all__ = [
     "Passkey",
     "PasskeyChallenge",
     "PersonalAccessToken",
+    "RecoveryCode",
     "ReplayEntry",
     "SamlPersistentId",
     "SamlSessionIndex",
@@ -44,6 +47,7 @@ __all__ = [
     "ServiceProvider",
     "SessionParticipant",
     "TokenUsage",
+    "TotpFactor",
     "User",
     "user_group",
 ]

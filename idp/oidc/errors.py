@@ -79,3 +79,14 @@ def render_oauth_error(error: OAuth2Error) -> ResponseReturnValue:
         "errors/oauth.html", error=error.error, description=error.description or ""
     )
     return page, 400
+
+
+class UnmetAuthenticationRequirementsError(OAuth2Error):  # type: ignore[misc]
+    """The login cannot meet the requested ``acr`` (OpenID Connect Core 1.0 errata set 2 §3.1.2.6).
+
+    "The Authorization Server is unable to meet the requirements of the Relying Party for the
+    authentication of the End-User."
+    """
+
+    error = "unmet_authentication_requirements"
+    description = "The user has no second factor to meet the requested authentication."

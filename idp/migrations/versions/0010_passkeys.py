@@ -1,7 +1,7 @@
 """passkeys (WebAuthn credentials) and their ceremonies' challenges
 
-Revision ID: 0009_passkeys
-Revises: 0008
+Revision ID: 0010_passkeys
+Revises: 0009
 Create Date: 2026-11-29 22:10:00.000000
 """
 
@@ -10,8 +10,8 @@ from alembic import op
 
 import idp.db
 
-revision = "0009_passkeys"
-down_revision = "0008"
+revision = "0010_passkeys"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
