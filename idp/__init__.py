@@ -89,7 +89,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(admin_views.bp)
     limits.limit_failures(
         app,
-        ["sessions.login", "mfa.otp", "passkeys.login_verify"],
+        ["sessions.login", "mfa.otp", "passkeys.login_verify", "passkeys.second_factor_verify"],
         scope="login",
         methods=["POST"],
     )

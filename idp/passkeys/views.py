@@ -25,6 +25,8 @@ from idp import csrf
 from idp import headers
 from idp.errors import InvalidInputError
 from idp.errors import NotFoundError
+from idp.mfa import pending as second_step
+from idp.mfa import service as mfa
 from idp.models.login import LoginSession
 from idp.passkeys import service as passkeys
 from idp.sessions import requesters
@@ -46,11 +48,26 @@ def init_app(app: Flask) -> None:
     """Register the blueprint, its per-IP limit and the account page section's Jinja helper."""
     app.register_blueprint(bp)
     app.jinja_env.globals["passkey_section"] = _section_context
+    app.jinja_env.globals["passkey_count"] = passkeys.count_for_user
+    # A passkey is a second factor: it sends a password login to the second step, and an
+    # admin's factor reset (``idp user totp reset``) removes it with the others.
+    mfa.register_factor(
+        app,
+        mfa.Factor(
+            name="passkey",
+            has=lambda user: passkeys.count_for_user(user.id) > 0,
+            reset=lambda user: passkeys.delete_all_for_user(user.id),
+        ),
+    )
     limiter: Limiter = app.extensions["idp.limiter"]
     shared = limiter.shared_limit(
         OPTIONS_RATE, scope="passkey_options", error_message=TOO_MANY_CEREMONIES
     )
-    for endpoint in ("passkeys.login_options", "passkeys.registration_options"):
+    for endpoint in (
+        "passkeys.login_options",
+        "passkeys.registration_options",
+        "passkeys.second_factor_options",
+    ):
         app.view_functions[endpoint] = shared(app.view_functions[endpoint])  # type: ignore[assignment]
 
 
@@ -179,3 +196,40 @@ def login_verify() -> ResponseReturnValue:
             sessions.end_current_login("switched_user")
         sessions.start_login(user, amr=amr)
     return redirect(next_url or url_for("sessions.home"))
+
+
+# -- the second step of a password login -----------------------------------------------------
+
+SECOND_FACTOR_FAILED = "The passkey was not accepted. Try again or use a code."
+
+
+@bp.post("/login/otp/passkey/options")
+def second_factor_options() -> ResponseReturnValue:
+    csrf.validate()
+    pending = second_step.pending_second_factor()
+    if pending is None or pending.purpose == "enrol":
+        location = url_for("sessions.login")
+        body = jsonify(error="login_required", message="Please sign in again.", location=location)
+        return headers.no_store(body), 403
+    return options_response(passkeys.begin_authentication(pending.user.id))
+
+
+@bp.post("/login/otp/passkey")
+def second_factor_verify() -> ResponseReturnValue:
+    csrf.validate()
+    pending = second_step.pending_second_factor()
+    if pending is None or pending.purpose == "enrol":
+        flash("That took too long. Please sign in again.")
+        return redirect(url_for("sessions.login"), 303)
+    try:
+        amr = passkeys.verify_assertion_for_user(
+            pending.user.id, request.form.get("credential", "")
+        )
+    except passkeys.PasskeyError:
+        # 401: the per-IP limit counts it as it counts a wrong password or code.
+        return render_template("mfa/otp.html", pending=pending, error=SECOND_FACTOR_FAILED), 401
+    try:
+        return redirect(second_step.complete_second_factor(amr), 303)
+    except LookupError:
+        flash("That took too long. Please sign in again.")
+        return redirect(url_for("sessions.login"), 303)
