@@ -57,6 +57,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp.oidc import commands as client_commands
     from idp.oidc import server as oidc_server
     from idp.oidc import views as oidc_views
+    from idp.passkeys import views as passkey_views
     from idp.saml import commands as sp_commands
     from idp.saml import views as saml_views
     from idp.sessions import commands as session_commands
@@ -87,9 +88,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(saml_views.bp)
     app.register_blueprint(account_views.bp)
     app.register_blueprint(mfa_views.bp)
+    passkey_views.init_app(app)
     app.register_blueprint(admin_api.bp)
     app.register_blueprint(admin_views.bp)
-    limits.limit_failures(app, ["sessions.login", "mfa.otp"], scope="login", methods=["POST"])
+    limits.limit_failures(
+        app,
+        ["sessions.login", "mfa.otp", "passkeys.login_verify", "passkeys.second_factor_verify"],
+        scope="login",
+        methods=["POST"],
+    )
     limits.limit_failures(app, ["oidc.token", "oidc.introspect", "oidc.revoke"], scope="client")
     limits.limit_failures(app, ["oidc.userinfo", *_endpoints(app, "admin_api.")], scope="bearer")
     # Browsers ask for /favicon.ico wherever no <link rel="icon"> names the icon (JSON, images).

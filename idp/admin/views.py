@@ -37,6 +37,7 @@ from idp.mfa import service as mfa
 from idp.models.login import LoginSession
 from idp.models.token import PersonalAccessToken
 from idp.oidc import clients
+from idp.passkeys import service as passkeys
 from idp.saml import registration as sps
 from idp.sessions import service as sessions
 from idp.settings import PAT_SCOPES
@@ -188,7 +189,10 @@ def users_page() -> ResponseReturnValue:
     search = request.args.get("q", "").strip()[:200] or None
     rows = users.list_users(search=search, after=_int_arg("after"), limit=PAGE_SIZE + 1)
     page, after = _page(rows, "id")
-    return render_template("admin/users.html", users=page, q=search or "", after=after)
+    counts = passkeys.count_by_user([user.id for user in page])
+    return render_template(
+        "admin/users.html", users=page, q=search or "", after=after, passkey_counts=counts
+    )
 
 
 # -- apps ------------------------------------------------------------------------------------

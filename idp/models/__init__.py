@@ -14,6 +14,8 @@ from idp.models.oidc import Consent
 from idp.models.oidc import OAuthClient
 from idp.models.oidc import OAuthToken
 from idp.models.oidc import ReplayEntry
+from idp.models.passkey import Passkey
+from idp.models.passkey import PasskeyChallenge
 from idp.models.saml import SamlPersistentId
 from idp.models.saml import SamlSessionIndex
 from idp.models.saml import ServiceProvider
@@ -35,6 +37,8 @@ __all__ = [
     "LogoutDelivery",
     "OAuthClient",
     "OAuthToken",
+    "Passkey",
+    "PasskeyChallenge",
     "PersonalAccessToken",
     "RecoveryCode",
     "ReplayEntry",
