@@ -99,9 +99,7 @@ def running_idp(
     """
     shutil.copytree(template, folder, dirs_exist_ok=True)
     port = free_port()
-    live = LiveIdp(
-        f"http://{host}:{port}", {**idp_environment(folder, port, host), **(env or {})}
-    )
+    live = LiveIdp(f"http://{host}:{port}", {**idp_environment(folder, port, host), **(env or {})})
     with (folder / "idp.log").open("wb") as log:
         process = subprocess.Popen(
             [IDP, "serve", "--port", str(port), "--workers", "1"],
