@@ -43,15 +43,21 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp import limits
     from idp import logs
     from idp import ops
+    from idp import outbox
+    from idp import redis_store
     from idp import replay
     from idp.account import views as account_views
     from idp.admin import api as admin_api
     from idp.admin import views as admin_views
     from idp.keys import commands as key_commands
     from idp.keys import store as key_store
+    from idp.mfa import commands as mfa_commands
+    from idp.mfa import service as mfa_service
+    from idp.mfa import views as mfa_views
     from idp.oidc import commands as client_commands
     from idp.oidc import server as oidc_server
     from idp.oidc import views as oidc_views
+    from idp.passkeys import views as passkey_views
     from idp.saml import commands as sp_commands
     from idp.saml import views as saml_views
     from idp.sessions import commands as session_commands
@@ -64,8 +70,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     inputs.init_app(app)
     db.init_app(app, settings)
     key_store.init_app(app, settings)
+    redis_store.init_app(app, settings)
     session_service.init_app(app, settings)
     replay.init_app(app, settings)
+    outbox.init_app(app)
+    mfa_service.init_app(app)
     limits.init_app(app, settings)
     oidc_server.init_app(app, settings)
     token_service.init_app(app)
@@ -78,9 +87,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(oidc_views.bp)
     app.register_blueprint(saml_views.bp)
     app.register_blueprint(account_views.bp)
+    app.register_blueprint(mfa_views.bp)
+    passkey_views.init_app(app)
     app.register_blueprint(admin_api.bp)
     app.register_blueprint(admin_views.bp)
-    limits.limit_failures(app, ["sessions.login"], scope="login", methods=["POST"])
+    limits.limit_failures(
+        app,
+        ["sessions.login", "mfa.otp", "passkeys.login_verify", "passkeys.second_factor_verify"],
+        scope="login",
+        methods=["POST"],
+    )
     limits.limit_failures(app, ["oidc.token", "oidc.introspect", "oidc.revoke"], scope="client")
     limits.limit_failures(app, ["oidc.userinfo", *_endpoints(app, "admin_api.")], scope="bearer")
     # Browsers ask for /favicon.ico wherever no <link rel="icon"> names the icon (JSON, images).
@@ -95,6 +111,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         client_commands,
         sp_commands,
         token_commands,
+        mfa_commands,
     ):
         package.register(app.cli)
     return app

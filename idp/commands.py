@@ -15,7 +15,9 @@ from idp import db
 from idp.keys.store import get_key_store
 from idp.logs import ACCESS_LOG_FORMAT
 from idp.logs import configure_logging
+from idp.outbox import get_outbox
 from idp.settings import get_settings
+from idp.tokens.usage import flush_usage
 
 
 @click.command("init")
@@ -88,6 +90,14 @@ def _post_fork(app: Flask) -> None:
     start_maintenance_thread(app)
 
 
+def _worker_exit(app: Flask) -> None:
+    # A stopping worker writes its waiting usage counts and sends the notices it has queued
+    # (within the outbox's deadline).
+    with app.app_context():
+        flush_usage()
+    get_outbox(app).close()
+
+
 @click.command("serve")
 @with_appcontext
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -111,6 +121,7 @@ def serve_command(host: str, port: int, workers: int | None) -> None:
         "errorlog": "-",
         "proc_name": "idp",
         "post_fork": lambda server, worker: _post_fork(app),
+        "worker_exit": lambda server, worker: _worker_exit(app),
     }
     # Serve from a fresh context: the CLI's app context (and its `g`) must not be shared by
     # every request, or one browser would inherit another's login.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 from flask import Flask
 from flask import current_app
 from flask import g
+from flask.typing import ResponseReturnValue
 from sqlalchemy import ColumnElement
 from sqlalchemy import DateTime
 from sqlalchemy import Engine
@@ -25,6 +27,7 @@ from sqlalchemy import event
 from sqlalchemy import select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.orm import Session
@@ -32,6 +35,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
+from idp import errors
 from idp.errors import ConfigurationError
 from idp.settings import Settings
 
@@ -115,6 +119,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     engine = build_engine(settings.database_url)
     app.extensions["idp.db"] = Database(engine, sessionmaker(engine, expire_on_commit=False))
     app.extensions.setdefault("idp.clock", utcnow)
+    app.register_error_handler(DBAPIError, _database_unavailable)
 
     @app.teardown_appcontext
     def _close_session(exception: BaseException | None) -> None:
@@ -123,6 +128,23 @@ def init_app(app: Flask, settings: Settings) -> None:
             if exception is not None:
                 session.rollback()
             session.close()
+
+
+def _database_unavailable(error: DBAPIError) -> ResponseReturnValue:
+    """Answer 503 to a request the database failed (unreachable, or a statement refused).
+
+    The request's transaction is rolled back first: nothing it wrote is kept, and nothing
+    later in the request (an audit record) commits half of it.
+    """
+    session: Session | None = g.pop("idp_db_session", None)
+    if session is not None:
+        session.rollback()
+        session.close()
+    # The class only: hide_parameters keeps values out, but the message may name the host.
+    logging.getLogger(__name__).error(
+        "database unavailable: %s", type(error.orig or error).__name__
+    )
+    return errors.render_unavailable()
 
 
 def get_database(app: Flask | None = None) -> Database:
@@ -193,12 +215,20 @@ def create_sqlite_file(engine: Engine) -> None:
             ) from None
 
 
-def upgrade_database(engine: Engine) -> None:
-    """Create or upgrade every table to the newest Alembic revision; safe to run twice."""
+def upgrade_database(engine: Engine, revision: str = "head") -> None:
+    """Create or upgrade every table to ``revision`` (the newest); safe to run twice."""
     from alembic import command
 
     with engine.begin() as connection:
-        command.upgrade(_alembic_config(connection), "head")
+        command.upgrade(_alembic_config(connection), revision)
+
+
+def downgrade_database(engine: Engine, revision: str) -> None:
+    """Take the schema back to ``revision`` (``base``: no table); tests and operators only."""
+    from alembic import command
+
+    with engine.begin() as connection:
+        command.downgrade(_alembic_config(connection), revision)
 
 
 def current_revision(engine: Engine) -> str | None:

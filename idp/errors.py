@@ -111,6 +111,7 @@ HTTP_PAGES: dict[int, tuple[str, str]] = {
     413: ("Request too large", "The request was too large to handle."),
     429: ("Too many requests", "Too many attempts; wait a moment and try again."),
     500: ("Something went wrong", "Something went wrong on our side. Try again in a moment."),
+    503: ("Temporarily unavailable", "The service is temporarily unavailable. Try again soon."),
 }
 
 
@@ -126,7 +127,11 @@ HTTP_STATUS_TITLES: dict[int, str] = {
     413: "Content Too Large",
     415: "Unsupported Media Type",
     500: "Internal Server Error",
+    503: "Service Unavailable",
 }
+
+# A dependency (the database, Redis) is down: the client may retry after this many seconds.
+RETRY_AFTER_SECONDS = 5
 
 
 def _render(
@@ -158,6 +163,22 @@ def render_http_error(error: HTTPException) -> ResponseReturnValue:
 def render_server_error() -> ResponseReturnValue:
     """Render the generic 500 page (or JSON); the cause stays in the server's log."""
     return _render(500, "Internal Server Error", HTTP_PAGES[500][1])
+
+
+def render_unavailable() -> ResponseReturnValue:
+    """Render a 503: a store the request needs is down; nothing was changed; retry later.
+
+    Protocol endpoints answer RFC 6749's ``temporarily_unavailable`` in their JSON shape,
+    the admin API a problem+json, a browser a page.
+    """
+    headers = [("Retry-After", str(RETRY_AFTER_SECONDS)), ("Cache-Control", "no-store")]
+    message = HTTP_PAGES[503][1]
+    if _is_protocol_endpoint():
+        body = {"error": "temporarily_unavailable", "error_description": message}
+        return body, 503, headers
+    if _wants_json() and not _is_admin_api():
+        return {"error": "temporarily_unavailable", "message": message}, 503, headers
+    return _render(503, "Service Unavailable", message, headers)
 
 
 def mark_protocol_endpoints(app: App, endpoints: Iterable[str]) -> None:

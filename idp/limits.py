@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import datetime
+from typing import TYPE_CHECKING
 from typing import Protocol
 
 from flask import Flask
@@ -20,9 +21,13 @@ from sqlalchemy.exc import IntegrityError
 
 from idp import audit
 from idp import db
+from idp import redis_store
 from idp.models.limits import FailureCounter
 from idp.settings import Settings
 from idp.settings import get_settings
+
+if TYPE_CHECKING:
+    import redis
 
 TOO_MANY_FAILURES = "Too many failed attempts from your network. Try again later."
 
@@ -97,10 +102,8 @@ class SqlCounterStore:
 
 
 class RedisCounterStore:
-    def __init__(self, url: str) -> None:
-        import redis
-
-        self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
 
     def locked_until(self, key: str, now: datetime) -> datetime | None:
         value = self.client.get(f"idp:lock:{key}")
@@ -195,12 +198,13 @@ def unlock(key: str) -> bool:
 
 def init_app(app: Flask, settings: Settings) -> None:
     app.extensions["idp.limits"] = (
-        RedisCounterStore(settings.redis_url) if settings.redis_url else SqlCounterStore()
+        RedisCounterStore(redis_store.get_client(app)) if settings.redis_url else SqlCounterStore()
     )
     limiter = Limiter(
         get_remote_address,
         app=app,
         storage_uri=settings.redis_url or "memory://",
+        storage_options=redis_store.client_options() if settings.redis_url else {},
         key_prefix="idp",
         headers_enabled=True,
         strategy="fixed-window",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 from typing import Protocol
 
 from flask import Flask
@@ -12,9 +13,13 @@ from sqlalchemy.exc import IntegrityError
 
 from idp import audit
 from idp import db
+from idp import redis_store
 from idp.models.oidc import ReplayEntry
 from idp.sessions import logout
 from idp.settings import Settings
+
+if TYPE_CHECKING:
+    import redis
 
 
 class ReplayCache(Protocol):
@@ -38,10 +43,8 @@ class SqlReplayCache:
 
 
 class RedisReplayCache:
-    def __init__(self, url: str) -> None:
-        import redis
-
-        self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
 
     def remember(self, key: str, expires_at: datetime) -> bool:
         seconds = max(1, int((expires_at - db.now()).total_seconds()) + 1)
@@ -59,7 +62,7 @@ def purge_expired() -> int:
 
 def init_app(app: Flask, settings: Settings) -> None:
     cache: ReplayCache = (
-        RedisReplayCache(settings.redis_url) if settings.redis_url else SqlReplayCache()
+        RedisReplayCache(redis_store.get_client(app)) if settings.redis_url else SqlReplayCache()
     )
     app.extensions["idp.replay"] = cache
     if not settings.redis_url:

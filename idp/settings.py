@@ -28,6 +28,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 PAT_SCOPES = ("openid", "profile", "email", "groups", "admin")
 # What an unusual-use rule does on a hit.
 RULE_ACTIONS = ("notify", "revoke", "off")
+# Who must have a second factor (mfa_required).
+MFA_POLICIES = ("off", "all", "admins")
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,15 @@ class Settings:
     login_rate_limit: str = "30 per minute"
     """Failed logins, client authentications and bearer tokens one client IP may send
     (Flask-Limiter notation) before it is answered 429 with ``Retry-After``."""
+
+    mfa_required: str = "off"
+    """Who must have a second factor: ``off``, ``all`` users or ``admins``. A user it names
+    who has none is sent to set up TOTP right after their password, before any app hears of
+    the login."""
+
+    mfa_required_groups: str | None = None
+    """Comma-separated group names whose members must have a second factor too (as with
+    ``mfa_required``), whatever ``mfa_required`` says."""
 
     log_level: str = "INFO"
     """Level of ``idp serve``'s log on stderr (DEBUG, INFO, WARNING, ERROR); INFO includes the
@@ -215,6 +226,8 @@ def _coerce(name: str, value: Any) -> Any:
     kind = _FIELDS[name].type
     if name == "log_level":
         return _parse_str(name, value).upper()
+    if name == "mfa_required":
+        return _parse_str(name, value).lower()
     if kind == "timedelta":
         return _parse_duration(name, value)
     if kind == "int":
@@ -246,6 +259,8 @@ def _validate(settings: Settings) -> None:
             raise ConfigurationError("redis_url: must start with redis://, rediss:// or unix://")
     if settings.log_level not in LOG_LEVELS:
         raise ConfigurationError(f"log_level: must be one of {', '.join(LOG_LEVELS)}")
+    if settings.mfa_required not in MFA_POLICIES:
+        raise ConfigurationError(f"mfa_required: must be one of {', '.join(MFA_POLICIES)}")
     unknown_scopes = set(settings.pat_allowed_scopes.split()) - set(PAT_SCOPES)
     if unknown_scopes:
         raise ConfigurationError(

@@ -148,7 +148,8 @@ def banner(init_output: str, base: int) -> str:
     ]
     lines += ["", "Sign in at any app with one of these, then open the others:"]
     lines += [f"  {email:<{width}}  {password}" for email, password in accounts]
-    lines += ["", "Log out of one app: every app lets you go.", ""]
+    lines += ["", f"Two-step sign-in: set up TOTP at http://{HOST}:{base}/account/security"]
+    lines += ["Log out of one app: every app lets you go.", ""]
     return "\n".join(lines)
 
 

@@ -398,3 +398,15 @@ def redis_url() -> str:
         available = False
     require_service(available, f"Redis not reachable at {url}")
     return url
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[Any]:
+    """A Redis of this test's own (``RedisServer``), which it may stop and start again."""
+    from tests.helpers.redis_server import RedisServer
+
+    require_service(shutil.which("redis-server") is not None, "redis-server not installed")
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()

@@ -667,3 +667,37 @@ def test_no_bearer_guess_at_userinfo_changes_stored_state(
     used = stranger.get("/userinfo", headers={"Authorization": f"Bearer {real}"})
     assert used.status_code == 200
     assert rows.snapshot(app, exclude=RECORDS_OF_ATTEMPTS) != before
+
+
+def test_otp_step(app: Flask, user: TestUser) -> None:
+    """Hostile ``otp`` forms at the second login step: never a 500, never a login."""
+    from sqlalchemy import select
+
+    from idp import db
+    from idp.models import LoginSession
+    from idp.models import TotpFactor
+    from tests.helpers import mfa
+
+    mfa.enrol(app, user.email)
+    browser = app.test_client()
+    assert AuthActions(browser).login(user.email, user.password).status_code == 303
+    token = csrf_token(browser.get("/login/otp").data)
+
+    def state() -> tuple[Any, ...]:
+        with app.app_context():
+            factor = db.get_session().scalar(select(TotpFactor))
+            assert factor is not None
+            logins = db.get_session().scalars(select(LoginSession.id)).all()
+            return (factor.secret_encrypted, factor.last_used_step, len(logins))
+
+    before = state()
+
+    @hypothesis_settings(fuzz, max_examples=25)
+    @given(data=st.data())
+    def run(data: st.DataObject) -> None:
+        baseline = {"csrf_token": token, "otp": "123456"}
+        params = data.draw(mutated(baseline))
+        send(browser, data.draw(st.sampled_from(["GET", "POST"])), "/login/otp", params)
+
+    run()
+    assert state() == before

@@ -156,3 +156,29 @@ def test_the_stderr_handler_blanks_secrets_any_library_logs(
     stderr = capsys.readouterr().err
     assert "some.library" in stderr and "[redacted]" in stderr
     assert secret not in stderr
+
+
+def test_no_totp_secret_or_recovery_code_at_debug(
+    app: Flask,
+    http: FlaskClient,
+    logged_in: TestUser,
+    debug_logs: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.conftest import Clock
+    from tests.helpers import mfa
+
+    clock: Clock = app.extensions["idp.clock"]
+    secret, codes = mfa.enrol_through_the_page(http, clock.now)
+    browser = app.test_client()
+    AuthActions(browser).login(logged_in.email, logged_in.password)
+    assert mfa.submit_otp(browser, codes[0]).status_code == 303
+    renewed = mfa.post_security(http, action="recovery_codes", current_password=logged_in.password)
+    codes += mfa.CODES.findall(renewed.get_data(as_text=True))
+
+    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+    logged = "\n".join(formatter.format(record) for record in debug_logs.records)
+    logged += capsys.readouterr().err
+    assert "mfa_enabled" in logged and "recovery_code_used" in logged  # the journey was logged
+    for value in [secret, *codes, *(code.replace("-", "") for code in codes)]:
+        assert value not in logged

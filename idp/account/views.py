@@ -1,4 +1,4 @@
-"""The user's own pages: /account/ (profile), security (password), sessions, tokens, apps.
+"""The user's own pages: /account/ (profile), security (password, TOTP), sessions, tokens, apps.
 
 HTTP only: every page needs a login, every form a CSRF token, and each change is one call
 into the owning package's service.
@@ -31,14 +31,15 @@ from idp import db
 from idp import headers
 from idp.errors import InvalidInputError
 from idp.errors import NotFoundError
+from idp.mfa import service as mfa
 from idp.models.login import LoginSession
 from idp.models.login import SessionParticipant
 from idp.models.user import User
 from idp.oidc import consents
+from idp.oidc import tokens as oidc_tokens
 from idp.saml import registration as saml_registration
 from idp.sessions import service as sessions
 from idp.sessions.devices import describe_user_agent
-from idp.settings import get_settings
 from idp.tokens import monitor
 from idp.tokens import service as pats
 from idp.tokens import usage
@@ -97,11 +98,22 @@ def profile() -> ResponseReturnValue:
     return _back("account.profile", "Your profile is saved.")
 
 
+def _security_page(user: User, status: int = 200, **context: Any) -> ResponseReturnValue:
+    page = render_template(
+        "account/security.html",
+        totp=mfa.get_totp(user),
+        recovery_codes=mfa.count_recovery_codes(user),
+        mfa_required=mfa.is_mfa_required(user),
+        **context,
+    )
+    return page, status
+
+
 @bp.route("/security", methods=["GET", "POST"])
 def security() -> ResponseReturnValue:
     login = _login()
     if request.method == "GET":
-        return render_template("account/security.html")
+        return _security_page(login.user)
     new_password = request.form.get("new_password", "")
     try:
         if new_password != request.form.get("confirm_password", ""):
@@ -114,7 +126,7 @@ def security() -> ResponseReturnValue:
             revoke_tokens=request.form.get("revoke_tokens") == "yes",
         )
     except InvalidInputError as error:
-        return render_template("account/security.html", error=_sentence(error)), 400
+        return _security_page(login.user, 400, error=_sentence(error))
     message = "Your password is changed. Your other sessions were signed out."
     if request.form.get("revoke_tokens") == "yes":
         message += " Your personal access tokens were revoked."
@@ -147,16 +159,17 @@ def _token_expiry(form: Mapping[str, str], now: datetime) -> datetime | None:
 
 def _tokens_page(user: User, status: int = 200, **context: Any) -> ResponseReturnValue:
     now = db.now()
-    settings = get_settings()
+    policy = pats.get_policy()
     page = render_template(
         "account/tokens.html",
         tokens=pats.list_tokens(user),
         recent_usage=lambda row: usage.recent_usage(usage.PAT, row.id),
-        scopes=pats.allowed_scopes(user),
-        lifetimes=[days for days in TOKEN_LIFETIMES if days <= settings.pat_max_lifetime]
-        or [settings.pat_max_lifetime],
-        allow_no_expiry=settings.pat_allow_no_expiry,
-        max_date=pats.max_expiry(now),
+        scopes=pats.allowed_scopes(user, policy),
+        enabled=policy.enabled,
+        lifetimes=[days for days in TOKEN_LIFETIMES if days <= policy.max_lifetime]
+        or [policy.max_lifetime],
+        allow_no_expiry=policy.allow_no_expiry,
+        max_date=now + timedelta(days=policy.max_lifetime),
         now=now,
         form=context.pop("form", MultiDict()),
         **context,
@@ -214,6 +227,10 @@ def _app_names(joined: Iterable[SessionParticipant]) -> dict[tuple[str, str], st
     return names
 
 
+# Each live personal access token's latest usage rows shown on /account/sessions.
+PAT_USAGE_ON_SESSIONS = 3
+
+
 @bp.route("/sessions", methods=["GET", "POST"], endpoint="sessions")
 def sessions_page() -> ResponseReturnValue:
     login = _login()
@@ -231,6 +248,10 @@ def sessions_page() -> ResponseReturnValue:
         abort(400, description="Choose a session to sign out.")
     listed = sessions.list_user_logins(login.user)
     names = _app_names(item for _, joined in listed for item in joined)
+    token_uses = oidc_tokens.recent_usage_of_logins([other.id for other, _ in listed])
+    used_by = {item.client_id for uses in token_uses.values() for item in uses}
+    used_by |= {item.use.resource for uses in token_uses.values() for item in uses}
+    client_names = consents.get_client_names(sorted(used_by))
     rows = [
         {
             "login": other,
@@ -241,11 +262,24 @@ def sessions_page() -> ResponseReturnValue:
                 for item in joined
                 if item.logged_out_at is None
             ],
+            "token_uses": token_uses.get(other.id, []),
         }
         for other, joined in listed
     ]
     rows.sort(key=lambda row: not row["is_current"])  # this device first, then newest first
-    return render_template("account/sessions.html", rows=rows)
+    now = db.now()
+    live_pats = [
+        row
+        for row in pats.list_tokens(login.user)
+        if row.revoked_at is None and (row.expires_at is None or row.expires_at > now)
+    ]
+    return render_template(
+        "account/sessions.html",
+        rows=rows,
+        client_names=client_names,
+        pats=live_pats,
+        pat_usage=lambda row: usage.recent_usage(usage.PAT, row.id)[:PAT_USAGE_ON_SESSIONS],
+    )
 
 
 @bp.route("/apps", methods=["GET", "POST"])

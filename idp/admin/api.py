@@ -41,6 +41,7 @@ from idp.errors import NotFoundError
 from idp.errors import build_problem
 from idp.inputs import is_clean
 from idp.keys import service as keys
+from idp.mfa import service as mfa
 from idp.oidc import clients
 from idp.oidc import tokens
 from idp.saml import registration as sps
@@ -341,6 +342,22 @@ def reset_password(id: int, body: schemas.PasswordReset) -> None:
 )
 def unlock_user(id: int) -> None:
     users.unlock_user(users.require_user(id))
+
+
+@route(
+    "DELETE",
+    "/users/{id}/factors",
+    "Remove every second factor of the user",
+    status=204,
+    description=(
+        "Their TOTP authenticator and recovery codes (and any passkeys) go: their next login "
+        "asks for the password only, or sends them to set up a factor when the MFA policy "
+        "requires one. Their sessions stay. Audited as `mfa_reset`."
+    ),
+    **USER,
+)
+def reset_factors(id: int) -> None:
+    mfa.reset_factors(users.require_user(id))
 
 
 # -- clients ---------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Every page needs an admin's login and every form a CSRF token; each change is one call into
 the owning package's service (as the admin API makes), audited with the acting admin.
-Revoking all of a user's sessions, rotating keys and deleting a user need a recent login.
+Revoking all of a user's sessions, rotating keys, resetting a user's second factors and
+deleting a user need a recent login.
 """
 
 from __future__ import annotations
@@ -28,14 +29,21 @@ from idp import db
 from idp import headers
 from idp.admin import charts
 from idp.attributes import BY_CLAIM
+from idp.errors import InvalidInputError
 from idp.errors import NotFoundError
 from idp.inputs import is_clean
 from idp.keys import service as keys
+from idp.mfa import service as mfa
 from idp.models.login import LoginSession
+from idp.models.token import PersonalAccessToken
 from idp.oidc import clients
+from idp.passkeys import service as passkeys
 from idp.saml import registration as sps
 from idp.sessions import service as sessions
+from idp.settings import PAT_SCOPES
 from idp.settings import get_settings
+from idp.tokens import service as pats
+from idp.tokens import usage
 from idp.users import service as users
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -161,6 +169,13 @@ def users_page() -> ResponseReturnValue:
                 abort(400, description="You cannot disable your own account here.")
             users.set_disabled(user, action == "disable")
             return _back(f"{user.email} is {action}d.")
+        if action == "reset_factors":
+            # It weakens the account: a stolen admin cookie alone must not do it.
+            again = _require_recent_login()
+            if again is not None:
+                return again
+            removed = mfa.reset_factors(user)
+            return _back(f"Removed {removed} second factor(s) of {user.email}.")
         if action == "delete":
             if user.id == _login().user_id:
                 abort(400, description="You cannot delete your own account here.")
@@ -177,12 +192,14 @@ def users_page() -> ResponseReturnValue:
     search = request.args.get("q", "").strip()[:200] or None
     rows = users.list_users(search=search, after=_int_arg("after"), limit=PAGE_SIZE + 1)
     page, after = _page(rows, "id")
+    counts = passkeys.count_by_user([user.id for user in page])
     return render_template(
         "admin/users.html",
         users=page,
         locks=users.get_lockouts(page),
         q=search or "",
         after=after,
+        passkey_counts=counts,
     )
 
 
@@ -243,6 +260,94 @@ def sessions_page() -> ResponseReturnValue:
         user=user,
         items=[sessions.describe_login(login) for login in page],
         before=before,
+    )
+
+
+# -- personal access tokens ------------------------------------------------------------------
+
+
+def _policy_change(user_id: int) -> str:
+    """Apply the policy form; return the flash message.
+
+    Raises:
+        InvalidInputError: a lifetime that is not a number in range, or no allowed scope.
+
+    """
+    lifetime = request.form.get("max_lifetime", "")
+    if not lifetime.isdigit() or len(lifetime) > 4:
+        raise InvalidInputError("the maximum lifetime is a number of days")
+    pats.set_policy(
+        enabled=request.form.get("enabled") == "yes",
+        max_lifetime=int(lifetime),
+        allow_no_expiry=request.form.get("allow_no_expiry") == "yes",
+        allowed_scopes=request.form.getlist("scope"),
+        actor=users.require_user(user_id),
+    )
+    return "The personal access token policy is saved."
+
+
+def _require_pat(token_id: str) -> PersonalAccessToken:
+    try:
+        if not token_id.isdigit() or len(token_id) > 9:
+            raise NotFoundError(token_id)
+        return pats.require_token(int(token_id))
+    except NotFoundError:
+        abort(404, description="There is no such token.")
+
+
+@bp.route("/tokens", methods=["GET", "POST"])
+def tokens_page() -> ResponseReturnValue:
+    email = request.args.get("user", "").strip()[:320] or None
+    try:
+        user = users.require_user_by_email(email) if email else None
+    except NotFoundError:
+        abort(404, description="There is no such user.")
+    error = None
+    if request.method == "POST":
+        action = request.form.get("action")
+        if action == "revoke":
+            row = _require_pat(request.form.get("id", ""))
+            if pats.revoke_token(row, reason="admin_revoked"):
+                return _back(f"Token {row.prefix}… of {row.user.email} is revoked.")
+            return _back(f"Token {row.prefix}… was already revoked.")
+        if action in ("policy", "reset_policy"):
+            # Turning tokens off (or widening them) is as sensitive as rotating the keys.
+            again = _require_recent_login()
+            if again is not None:
+                return again
+            if action == "reset_policy":
+                pats.reset_policy(users.require_user(_login().user_id))
+                return _back("The policy is the configuration's again.")
+            try:
+                return _back(_policy_change(_login().user_id))
+            except InvalidInputError as problem:
+                error = f"Policy: {problem}."
+        else:
+            abort(400, description="Choose a token or the policy.")
+    rows = pats.list_tokens(user, after=_int_arg("after"), limit=PAGE_SIZE + 1)
+    page, after = _page(rows, "id")
+    page_html = render_template(
+        "admin/tokens.html",
+        user=user,
+        tokens=page,
+        after=after,
+        now=db.now(),
+        policy=pats.get_policy(),
+        scopes=PAT_SCOPES,
+        max_lifetime=pats.MAX_POLICY_LIFETIME,
+        error=error,
+    )
+    return page_html, 400 if error else 200
+
+
+@bp.route("/tokens/<token_id>")
+def token_page(token_id: str) -> ResponseReturnValue:
+    row = _require_pat(token_id)
+    return render_template(
+        "admin/token.html",
+        token=row,
+        uses=usage.recent_usage(usage.PAT, row.id),
+        now=db.now(),
     )
 
 

@@ -99,3 +99,23 @@ class SecurityNotice(Base):
     # "notified" or "revoked": what the IdP did about it.
     action: Mapped[str] = mapped_column(String(16))
     seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class TokenPolicy(Base):
+    """The personal access token policy an admin set in the console (one row, ``id`` 1).
+
+    Absent: the configuration's ``IDP_PAT_*`` settings apply. Present: it wins over them.
+    """
+
+    __tablename__ = "token_policy"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pat_enabled: Mapped[bool] = mapped_column(Boolean)
+    pat_max_lifetime: Mapped[int] = mapped_column(Integer)
+    pat_allow_no_expiry: Mapped[bool] = mapped_column(Boolean)
+    # Space-separated, from the fixed list of scopes a token may carry.
+    pat_allowed_scopes: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by: Mapped[int | None] = mapped_column(
+        ForeignKey("user_account.id", ondelete="SET NULL")
+    )

@@ -21,6 +21,7 @@ from authlib.oauth2.rfc6749.errors import InvalidClientError
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc6749.errors import UnsupportedResponseTypeError
 from authlib.oidc.core.errors import ConsentRequiredError
+from authlib.oidc.core.errors import InteractionRequiredError
 from authlib.oidc.core.errors import LoginRequiredError
 from flask import Response
 from flask import current_app
@@ -36,11 +37,18 @@ from idp import csrf
 from idp import db
 from idp import replay
 from idp.attributes import SCOPES
+from idp.mfa import pending as second_step
+from idp.mfa import service as mfa
 from idp.models.login import LoginSession
 from idp.oidc import storage
+from idp.oidc.acr import AcrRequest
+from idp.oidc.acr import choose_acr
+from idp.oidc.acr import is_multi_factor
+from idp.oidc.acr import parse_acr_request
 from idp.oidc.claims import parse_claims_request
 from idp.oidc.claims import scopes_of
 from idp.oidc.clients import allowed_scope
+from idp.oidc.errors import UnmetAuthenticationRequirementsError
 from idp.oidc.errors import render_oauth_error
 from idp.oidc.grants import AuthorizationCodeGrant
 from idp.oidc.grants import EndUser
@@ -162,6 +170,33 @@ def _login_page(*, force: bool, redirect_uri: str | None, state: str | None) -> 
     )
 
 
+def _step_up(
+    login: LoginSession, acr_request: AcrRequest, *, redirect_uri: str, state: str | None
+) -> ResponseReturnValue:
+    """Ask this session's user for a second factor (not the password) and come back here.
+
+    Raises:
+        UnmetAuthenticationRequirementsError: the user has no second factor to give.
+        InteractionRequiredError: ``prompt=none`` forbids asking.
+
+    """
+    if not mfa.has_second_factor(login.user):
+        audit.record(
+            "authentication_requirements_unmet",
+            user_id=login.user_id,
+            sid=login.sid,
+            rp=request.values.get("client_id"),
+            acr_values=" ".join(acr_request.values)[:200],
+        )
+        db.get_session().commit()
+        raise UnmetAuthenticationRequirementsError(redirect_uri=redirect_uri, state=state)
+    if "none" in _prompts():
+        raise InteractionRequiredError(redirect_uri=redirect_uri, state=state)
+    return second_step.ask_step_up(
+        login, next_url=_authorization_url(request.values.get(FRESH_LOGIN_PARAM))
+    )
+
+
 def _needs_consent(login: LoginSession, client_id: str, scopes: set[str], trusted: bool) -> bool:
     if "consent" in _prompts():
         return True
@@ -239,6 +274,14 @@ def authorize() -> ResponseReturnValue:
         force = not fresh and (too_old or (login is not None and "login" in prompts))
         if login is None or force:
             return _login_page(force=force, redirect_uri=redirect_uri, state=state)
+        payload = grant.request.payload
+        acr_request = parse_acr_request(payload.data.get("acr_values"), payload.data.get("claims"))
+        if acr_request.needs_mfa and not is_multi_factor(login.acr):
+            return _step_up(login, acr_request, redirect_uri=redirect_uri, state=state)
+        acr = choose_acr(login.acr, acr_request)
+        if acr is None and acr_request.essential:
+            # OIDC Core §5.5.1.1: an essential acr the login cannot state fails the request.
+            raise UnmetAuthenticationRequirementsError(redirect_uri=redirect_uri, state=state)
         client = grant.client
         # Claims named in the ``claims`` parameter need the consent their scopes need.
         named = scopes_of(parse_claims_request(grant.request.payload.data.get("claims")))
@@ -281,6 +324,6 @@ def authorize() -> ResponseReturnValue:
             return _login_page(force=True, redirect_uri=redirect_uri, state=state)
     except OAuth2Error as error:
         return render_oauth_error(error)
-    end_user = EndUser(user=login.user, login=login, client=client)
+    end_user = EndUser(user=login.user, login=login, client=client, acr=acr)
     response: Response = server.create_authorization_response(grant=grant, grant_user=end_user)
     return response

@@ -7,6 +7,7 @@ from typing import Any
 
 from idp.attributes import ATTRIBUTES
 from idp.attributes import SCOPES
+from idp.oidc.acr import ACR_VALUES_SUPPORTED
 from idp.oidc.clients import ID_TOKEN_ALGS
 from idp.oidc.grants import CLIENT_AUTH_METHODS
 from idp.oidc.grants import CONFIDENTIAL_AUTH_METHODS
@@ -66,6 +67,7 @@ def build_metadata(
             }
             | {attribute.claim for attribute in ATTRIBUTES}
         ),
+        "acr_values_supported": list(ACR_VALUES_SUPPORTED),
         "claims_parameter_supported": True,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,

@@ -79,3 +79,16 @@ def render_oauth_error(error: OAuth2Error) -> ResponseReturnValue:
         "errors/oauth.html", error=error.error, description=error.description or ""
     )
     return page, 400
+
+
+class UnmetAuthenticationRequirementsError(OAuth2Error):  # type: ignore[misc]
+    """The login cannot meet the requested ``acr``.
+
+    OpenID Connect Core Error Code unmet_authentication_requirements 1.0, §2:
+    "The Authorization Server is unable to meet the requirements of the Relying Party for the
+    authentication of the End-User."
+    https://openid.net/specs/openid-connect-unmet-authentication-requirements-1_0.html
+    """
+
+    error = "unmet_authentication_requirements"
+    description = "The user has no second factor to meet the requested authentication."

@@ -215,6 +215,16 @@ def revoke_tokens_of_code(code_id: int, now: datetime) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+def list_issuances_of_logins(login_session_ids: list[int]) -> list[tuple[int, int, str, str]]:
+    """Return ``(login_session_id, id, family_id, client_id)`` of every issuance in them."""
+    if not login_session_ids:
+        return []
+    query = select(
+        OAuthToken.login_session_id, OAuthToken.id, OAuthToken.family_id, OAuthToken.client_id
+    ).where(OAuthToken.login_session_id.in_(login_session_ids))
+    return [(int(a or 0), b, c, d) for a, b, c, d in db.get_session().execute(query)]
+
+
 def revoke_tokens_of_login(login_session_id: int, now: datetime) -> int:
     """Revoke every token issued in a login session."""
     result = db.get_session().execute(

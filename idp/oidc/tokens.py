@@ -26,6 +26,7 @@ from idp.models.oidc import OAuthClient
 from idp.models.oidc import OAuthToken
 from idp.models.oidc import hash_secret
 from idp.models.token import PersonalAccessToken
+from idp.models.token import TokenUsage
 from idp.models.user import User
 from idp.oidc import storage
 from idp.oidc.claims import subject_for
@@ -284,6 +285,40 @@ def is_token_active(row: OAuthToken, now: datetime, *, access: bool) -> bool:
     if not access and row.rotated_at is not None:
         return False
     return row.login is None or is_login_active(row.login, now)
+
+
+# Usage rows shown per login session on /account/sessions (its apps' tokens, latest first).
+SESSION_USAGE_ROWS = 10
+
+
+@dataclass(frozen=True)
+class SessionTokenUse:
+    """One usage row of a token an app got in a login session, and that app's client_id."""
+
+    client_id: str
+    use: TokenUsage
+
+
+def recent_usage_of_logins(login_session_ids: list[int]) -> dict[int, list[SessionTokenUse]]:
+    """Return, per login session, the latest use of the access and refresh tokens issued in it.
+
+    Refresh tokens count per rotation family (as the rules see them), access tokens one by one.
+    """
+    issued = storage.list_issuances_of_logins(login_session_ids)
+    owner: dict[tuple[str, str], tuple[int, str]] = {}
+    for login_id, issuance_id, family_id, client_id in issued:
+        owner[(usage.ACCESS, str(issuance_id))] = (login_id, client_id)
+        owner[(usage.REFRESH, family_id)] = (login_id, client_id)
+    keys: dict[str, list[str]] = {usage.ACCESS: [], usage.REFRESH: []}
+    for kind, key in owner:
+        keys[kind].append(key)
+    found: dict[int, list[SessionTokenUse]] = {login_id: [] for login_id in login_session_ids}
+    limit = SESSION_USAGE_ROWS * max(len(login_session_ids), 1)
+    for row in usage.usage_of(keys, limit=limit):
+        login_id, client_id = owner[(row.token_kind, row.token_id)]
+        if len(found[login_id]) < SESSION_USAGE_ROWS:
+            found[login_id].append(SessionTokenUse(client_id, row))
+    return found
 
 
 def purge_expired() -> dict[str, int]:

@@ -124,6 +124,13 @@ def _name_id(
     return user.email, chosen
 
 
+def needs_step_up(login: LoginSession, pending: PendingRequest) -> bool:
+    """Return whether ``pending`` asks for more than ``login`` has, and a second factor helps."""
+    return responses.needs_second_factor(
+        responses.authn_context_of(login.amr, login.acr), pending.authn_contexts, pending.comparison
+    )
+
+
 def issue_response(
     sp: ServiceProvider, login: LoginSession, pending: PendingRequest, *, idp_entity_id: str
 ) -> bytes:

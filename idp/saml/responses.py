@@ -123,6 +123,21 @@ def choose_authn_context(login_class: str, requested: Sequence[str], comparison:
     raise SamlStatusError(STATUS_NO_AUTHN_CONTEXT, "The login does not meet the requested context.")
 
 
+def needs_second_factor(login_class: str, requested: Sequence[str], comparison: str) -> bool:
+    """Return whether the request refuses ``login_class`` but a multi-factor login would do."""
+    if login_class == AC_MFA:
+        return False
+    try:
+        choose_authn_context(login_class, requested, comparison)
+    except SamlStatusError:
+        try:
+            choose_authn_context(AC_MFA, requested, comparison)
+        except SamlStatusError:
+            return False
+        return True
+    return False
+
+
 def choose_name_id_format(
     requested: str | None, *, setting: str, released: Sequence[str] | None
 ) -> str:

@@ -4,7 +4,8 @@ HTTP only: the protocol lives in pending.py, issuance.py and logout.py. Hostile 
 unaddressable requests get an HTML 400 here; errors with a validated SP and ACS go back to the
 ACS as a signed Response with a status (CONTRIBUTING.md, "Where code goes").
 
-Over 400 lines by a few: the SOAP single-logout endpoint joined the three bindings' views.
+Over 400 lines by a few: the SOAP single-logout endpoint joined the three bindings' views, and
+SSO asks for a second factor when an SP's RequestedAuthnContext wants one.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from idp import headers as idp_headers
 from idp.errors import SamlRequestError
 from idp.errors import SamlStatusError
 from idp.keys.store import get_key_store
+from idp.mfa import pending as second_step
+from idp.mfa import service as mfa
 from idp.models.saml import ServiceProvider
 from idp.saml import BINDING_POST
 from idp.saml import BINDING_REDIRECT
@@ -213,6 +216,16 @@ def _answer(sp: ServiceProvider, pending: PendingRequest, *, token: str | None) 
                 raise SamlStatusError(STATUS_NO_PASSIVE, "The user is not logged in.")
             next_url = url_for("saml.resume", request=token or dump_pending(pending))
             return sessions.redirect_to_login(next_url=next_url, force=stale)
+        if (
+            not pending.is_passive
+            and issuance.needs_step_up(login, pending)
+            and mfa.has_second_factor(login.user)
+        ):
+            # The SP asks for MFA (RequestedAuthnContext) in a password-only session: ask for
+            # the second factor, not the password again, and answer after it. Without a
+            # factor, issuance answers NoAuthnContext.
+            next_url = url_for("saml.resume", request=token or dump_pending(pending))
+            return second_step.ask_step_up(login, next_url=next_url)
         if token is not None:
             remember_answered(pending)
         xml = issuance.issue_response(sp, login, pending, idp_entity_id=_entity_id())

@@ -38,6 +38,7 @@ from idp.users import service as users
 
 # Levels of assurance (Keycloak's convention): "1" one factor, "2" several factors.
 ACR_SINGLE_FACTOR = "1"
+ACR_MULTI_FACTOR = "2"
 
 # The revoked_reason of a session its own user ended from another one (/account/sessions).
 REVOKED_BY_USER = "revoked_by_user"
@@ -153,6 +154,11 @@ def authenticate(email: str, password: str) -> User | None:
     return user
 
 
+def acr_of(amr: list[str]) -> str:
+    """Return the level of assurance of a login made with the methods ``amr`` (RFC 8176)."""
+    return ACR_MULTI_FACTOR if "mfa" in amr else ACR_SINGLE_FACTOR
+
+
 def start_login(user: User, *, amr: list[str]) -> LoginSession:
     """Create a login session for ``user`` and bind it to this browser; commit."""
     now = db.now()
@@ -166,7 +172,7 @@ def start_login(user: User, *, amr: list[str]) -> LoginSession:
         expires_at=now + get_settings().session_absolute_timeout,
         auth_time=now,
         amr=amr,
-        acr=ACR_SINGLE_FACTOR,
+        acr=acr_of(amr),
         ip=request.remote_addr,
         user_agent=(request.user_agent.string or "")[:512] or None,
         details={},
@@ -364,7 +370,20 @@ def reauthenticate(login: LoginSession, *, amr: list[str]) -> None:
     login.auth_time = now
     login.last_seen_at = now
     login.amr = amr
+    login.acr = acr_of(amr)
     audit.record(
         "login_success", user_id=login.user_id, sid=login.sid, amr=amr, reauthentication=True
     )
+    db.get_session().commit()
+
+
+def step_up(login: LoginSession, *, amr: list[str]) -> None:
+    """Add the methods ``amr`` of a further factor to the session (same ``sid``); commit.
+
+    ``auth_time`` stays: the password was not asked again.
+    """
+    login.amr = list(dict.fromkeys([*login.amr, *amr]))
+    login.acr = acr_of(login.amr)
+    login.last_seen_at = db.now()
+    audit.record("login_step_up", user_id=login.user_id, sid=login.sid, amr=login.amr)
     db.get_session().commit()

@@ -1,4 +1,4 @@
-"""Login and logout pages: /login (username, password) and /logout."""
+"""Login and logout pages: /login (username, password; then ``mfa/`` asks the ``otp``), /logout."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from flask.typing import ResponseReturnValue
 
 from idp import csrf
 from idp import headers
+from idp.mfa import pending as second_step
+from idp.mfa import service as mfa
 from idp.sessions import logout as session_logout
 from idp.sessions import requesters
 from idp.sessions import service
@@ -61,6 +63,15 @@ def login() -> ResponseReturnValue:
     if user is None:
         # The address typed is shown back whether or not an account has it: nothing is told.
         return _login_page(next_url, force, username, error=LOGIN_FAILED), 401
+    # A user with a second factor (or required to have one) is not logged in yet: no session
+    # exists, and no app hears of them, until the second step completes.
+    if mfa.has_second_factor(user):
+        second_step.begin_second_factor(user, next_url=next_url)
+        return redirect(url_for("mfa.otp"), 303)
+    if mfa.is_mfa_required(user):
+        second_step.begin_second_factor(user, next_url=next_url, purpose="enrol")
+        return redirect(url_for("mfa.setup"), 303)
+    second_step.cancel_second_factor()
     if current is not None and current.user_id == user.id:
         service.reauthenticate(current, amr=["pwd"])
     else:

@@ -28,6 +28,7 @@ from flask import Flask
 from idp import audit
 from idp import db
 from idp import outbound
+from idp import outbox
 from idp.models.token import PersonalAccessToken
 from idp.models.token import SecurityNotice
 from idp.models.user import User
@@ -132,7 +133,8 @@ def _rule_action(rule: str) -> str:
 def report(rule: str, use: Use, network: str | None, *, since: datetime) -> bool:
     """Act on a rule's hit once per token and period: revoke, audit, notice; return revoked.
 
-    The e-mail and the webhook go out after the commit, each bound by its deadline.
+    The e-mail and the webhook are queued after the commit and sent by the outbox's worker,
+    each bound by its deadline: the request that tripped the rule does not wait for them.
     """
     action = _rule_action(rule)
     assert use.user is not None  # noqa: S101 (observe and the callers check)
@@ -208,12 +210,9 @@ def dismiss_notices(user: User) -> None:
     db.get_session().commit()
 
 
-def send_email(user: User, notice: SecurityNotice) -> None:
-    """E-mail the owner when ``smtp_url`` is set; a failure is logged, never raised."""
+def build_email(user: User, notice: SecurityNotice) -> EmailMessage:
+    """Return the e-mail telling ``user`` about ``notice`` (never a token value)."""
     settings = get_settings()
-    if settings.smtp_url is None:
-        return
-    url = urlsplit(settings.smtp_url)
     message = EmailMessage()
     message["From"] = settings.smtp_from or f"idp@{urlsplit(settings.issuer).hostname}"
     message["To"] = user.email
@@ -222,6 +221,20 @@ def send_email(user: User, notice: SecurityNotice) -> None:
         f"{notice_text(notice)}\n\nReview your tokens at {settings.issuer}/account/tokens.\n"
         "If this was not you, revoke the token and change your password.\n"
     )
+    return message
+
+
+def send_email(user: User, notice: SecurityNotice) -> None:
+    """Queue an e-mail to the owner when ``smtp_url`` is set (sent off the request path)."""
+    smtp_url = get_settings().smtp_url
+    if smtp_url is not None:
+        message = build_email(user, notice)
+        outbox.get_outbox().submit("security e-mail", lambda: deliver_email(smtp_url, message))
+
+
+def deliver_email(smtp_url: str, message: EmailMessage) -> None:
+    """Hand ``message`` to the SMTP server; a failure is logged, never raised."""
+    url = urlsplit(smtp_url)
     smtp_class = smtplib.SMTP_SSL if url.scheme == "smtps" else smtplib.SMTP
     try:
         with smtp_class(
@@ -242,18 +255,24 @@ def sign_webhook(body: bytes, secret: str, timestamp: int) -> str:
 
 
 def send_webhook(event: dict[str, Any]) -> None:
-    """POST ``event`` to the security webhook when set; a failure is logged, never raised."""
+    """Queue ``event`` for the security webhook when set (POSTed off the request path)."""
     settings = get_settings()
-    if settings.security_webhook_url is None or not settings.security_webhook_secret:
-        return
-    body = json.dumps(event, sort_keys=True).encode()
+    url, secret = settings.security_webhook_url, settings.security_webhook_secret
+    if url is not None and secret:
+        body = json.dumps(event, sort_keys=True).encode()
+        outbox.get_outbox().submit("security webhook", lambda: deliver_webhook(url, secret, body))
+
+
+def deliver_webhook(url: str, secret: str, body: bytes) -> None:
+    """POST ``body``, signed as it leaves; a failure is logged, never raised."""
     headers = {
         "Content-Type": "application/json",
-        "X-Idp-Signature": sign_webhook(body, settings.security_webhook_secret, int(time.time())),
+        # Signed when sent, not when queued: the receiver's freshness check sees the real age.
+        "X-Idp-Signature": sign_webhook(body, secret, int(time.time())),
     }
     try:
         response = outbound.fetch(
-            settings.security_webhook_url,
+            url,
             allow_private=True,  # the operator's own URL, not a relying party's
             method="POST",
             body=body,

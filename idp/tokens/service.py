@@ -6,6 +6,7 @@ Only the SHA-256 of a token is stored; audit rows name a token by its id and dis
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
 from typing import Any
@@ -35,6 +36,8 @@ MAX_NAME_LENGTH = 100
 # last_used_at is rewritten at most this often from one address: a busy script does not
 # turn every API call into a write.
 LAST_USED_GRANULARITY = timedelta(minutes=1)
+# The longest maximum lifetime an admin may set in the console (GitLab's cap).
+MAX_POLICY_LIFETIME = 365
 
 
 def init_app(app: Flask) -> None:
@@ -53,15 +56,105 @@ def _revoke_on_password_change(
         db.get_session().commit()
 
 
-def allowed_scopes(user: User) -> list[str]:
+@dataclass(frozen=True)
+class Policy:
+    """What personal access tokens may be: the console's policy, else the configuration's."""
+
+    enabled: bool
+    max_lifetime: int
+    allow_no_expiry: bool
+    allowed_scopes: tuple[str, ...]
+    # Who set it in the console and when; None: the configuration's IDP_PAT_* settings.
+    updated_at: datetime | None = None
+    updated_by: int | None = None
+
+
+def get_policy() -> Policy:
+    """Return the policy in force: the one an admin set, else the configuration's."""
+    row = storage.get_policy()
+    if row is not None:
+        return Policy(
+            row.pat_enabled,
+            row.pat_max_lifetime,
+            row.pat_allow_no_expiry,
+            tuple(s for s in PAT_SCOPES if s in row.pat_allowed_scopes.split()),
+            row.updated_at,
+            row.updated_by,
+        )
+    settings = get_settings()
+    return Policy(
+        settings.pat_enabled,
+        settings.pat_max_lifetime,
+        settings.pat_allow_no_expiry,
+        tuple(s for s in PAT_SCOPES if s in settings.pat_allowed_scopes.split()),
+    )
+
+
+def set_policy(
+    *,
+    enabled: bool,
+    max_lifetime: int,
+    allow_no_expiry: bool,
+    allowed_scopes: list[str],
+    actor: User,
+) -> Policy:
+    """Store the policy an admin chose (it wins over the configuration); audit; commit.
+
+    Existing tokens keep their expiry and scopes; turning tokens off refuses every one at once.
+
+    Raises:
+        InvalidInputError: a lifetime outside 1..MAX_POLICY_LIFETIME days, an unknown scope
+            or no scope; nothing is stored.
+
+    """
+    if not 1 <= max_lifetime <= MAX_POLICY_LIFETIME:
+        raise InvalidInputError(f"the maximum lifetime must be 1 to {MAX_POLICY_LIFETIME} days")
+    unknown = [scope for scope in allowed_scopes if scope not in PAT_SCOPES]
+    if unknown:
+        raise InvalidInputError(f"unknown scope {unknown[0]!r}")
+    scopes = [scope for scope in PAT_SCOPES if scope in allowed_scopes]
+    if not scopes:
+        raise InvalidInputError("allow at least one scope")
+    storage.save_policy(
+        {
+            "pat_enabled": enabled,
+            "pat_max_lifetime": max_lifetime,
+            "pat_allow_no_expiry": allow_no_expiry,
+            "pat_allowed_scopes": " ".join(scopes),
+            "updated_at": db.now(),
+            "updated_by": actor.id,
+        }
+    )
+    audit.record(
+        "pat_policy_changed",
+        user_id=actor.id,
+        enabled=enabled,
+        max_lifetime=max_lifetime,
+        allow_no_expiry=allow_no_expiry,
+        allowed_scopes=scopes,
+    )
+    db.get_session().commit()
+    return get_policy()
+
+
+def reset_policy(actor: User) -> bool:
+    """Drop the console's policy: the configuration's applies again; audit; commit."""
+    dropped = storage.delete_policy()
+    if dropped:
+        audit.record("pat_policy_reset", user_id=actor.id)
+    db.get_session().commit()
+    return dropped
+
+
+def allowed_scopes(user: User, policy: Policy | None = None) -> list[str]:
     """Return the scopes ``user`` may put on a token, in the fixed list's order."""
-    allowed = set(get_settings().pat_allowed_scopes.split())
-    return [s for s in PAT_SCOPES if s in allowed and (s != ADMIN_SCOPE or user.is_admin)]
+    allowed = (policy or get_policy()).allowed_scopes
+    return [s for s in allowed if s != ADMIN_SCOPE or user.is_admin]
 
 
 def max_expiry(now: datetime) -> datetime:
     """Return the latest expiry the policy allows for a token created ``now``."""
-    return now + timedelta(days=get_settings().pat_max_lifetime)
+    return now + timedelta(days=get_policy().max_lifetime)
 
 
 def _validate_name(name: str) -> str:
@@ -81,13 +174,13 @@ def create_token(
             expiry breaks the policy; nothing is stored.
 
     """
-    settings = get_settings()
-    if not settings.pat_enabled:
+    policy = get_policy()
+    if not policy.enabled:
         raise InvalidInputError("personal access tokens are turned off")
     if user.is_disabled:
         raise InvalidInputError("the account is disabled")
     name = _validate_name(name)
-    allowed = allowed_scopes(user)
+    allowed = allowed_scopes(user, policy)
     chosen = [scope for scope in PAT_SCOPES if scope in scopes]
     for scope in scopes:
         if scope not in allowed:
@@ -96,14 +189,12 @@ def create_token(
         raise InvalidInputError("choose at least one scope")
     now = db.now()
     if expires_at is None:
-        if not settings.pat_allow_no_expiry:
+        if not policy.allow_no_expiry:
             raise InvalidInputError("an expiry is required")
     elif expires_at <= now:
         raise InvalidInputError("the expiry must be in the future")
-    elif expires_at > max_expiry(now):
-        raise InvalidInputError(
-            f"the expiry must be at most {settings.pat_max_lifetime} days from now"
-        )
+    elif expires_at > now + timedelta(days=policy.max_lifetime):
+        raise InvalidInputError(f"the expiry must be at most {policy.max_lifetime} days from now")
     secret = generate_token()
     row = PersonalAccessToken(
         user_id=user.id,
@@ -194,7 +285,7 @@ def find_active_token(token: str) -> PersonalAccessToken | None:
 
     A malformed token (wrong length, alphabet or checksum) is refused before any query.
     """
-    if not get_settings().pat_enabled or not is_well_formed(token):
+    if not is_well_formed(token) or not get_policy().enabled:
         return None
     digest = hash_secret(token)
     row = storage.get_token_by_hash(digest)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import and_
 from sqlalchemy import distinct
 from sqlalchemy import func
+from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
@@ -14,6 +16,7 @@ from sqlalchemy.dialects import sqlite
 from idp import db
 from idp.models.token import PersonalAccessToken
 from idp.models.token import SecurityNotice
+from idp.models.token import TokenPolicy
 from idp.models.token import TokenUsage
 
 
@@ -46,8 +49,35 @@ def list_tokens(
     return list(db.get_session().scalars(query))
 
 
+POLICY_ID = 1  # the policy is one row
+
+
+def get_policy() -> TokenPolicy | None:
+    return db.get_session().get(TokenPolicy, POLICY_ID)
+
+
+def save_policy(values: dict[str, Any]) -> None:
+    """Insert or overwrite the policy row."""
+    session = db.get_session()
+    row = session.get(TokenPolicy, POLICY_ID)
+    if row is None:
+        session.add(TokenPolicy(id=POLICY_ID, **values))
+    else:
+        for name, value in values.items():
+            setattr(row, name, value)
+    session.flush()
+
+
+def delete_policy() -> bool:
+    row = get_policy()
+    if row is None:
+        return False
+    db.get_session().delete(row)
+    return True
+
+
 def upsert_usage(values: dict[str, Any]) -> None:
-    """Count one use in its (token, network, hour, resource) row, inserting it if new.
+    """Add ``count`` uses to their (token, network, hour, resource) row, inserting it if new.
 
     One statement (``INSERT … ON CONFLICT DO UPDATE``), so concurrent uses of a busy token
     neither race nor write a row per call.
@@ -64,7 +94,7 @@ def upsert_usage(values: dict[str, Any]) -> None:
             TokenUsage.resource,
         ],
         set_={
-            "count": TokenUsage.count + 1,
+            "count": TokenUsage.count + statement.excluded.count,
             "last_seen": statement.excluded.last_seen,
             "ip": statement.excluded.ip,
             "user_agent": statement.excluded.user_agent,
@@ -79,6 +109,24 @@ def list_usage(token_kind: str, token_id: str, *, limit: int) -> list[TokenUsage
         select(TokenUsage)
         .where(TokenUsage.token_kind == token_kind, TokenUsage.token_id == token_id)
         .order_by(TokenUsage.hour.desc(), TokenUsage.id.desc())
+        .limit(limit)
+    )
+    return list(db.get_session().scalars(query))
+
+
+def list_usage_of(keys: dict[str, list[str]], *, limit: int) -> list[TokenUsage]:
+    """Return the usage rows of several tokens (``{kind: [token_id, ...]}``), latest first."""
+    matches = [
+        and_(TokenUsage.token_kind == kind, TokenUsage.token_id.in_(ids))
+        for kind, ids in keys.items()
+        if ids
+    ]
+    if not matches:
+        return []
+    query = (
+        select(TokenUsage)
+        .where(or_(*matches))
+        .order_by(TokenUsage.last_seen.desc(), TokenUsage.id.desc())
         .limit(limit)
     )
     return list(db.get_session().scalars(query))

@@ -10,11 +10,14 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.account.conftest import LAPTOP
+from tests.account.conftest import sign_in
 from tests.conftest import AuthActions
 from tests.conftest import TestUser
 from tests.conftest import make_user
 from tests.helpers import oidc
 from tests.helpers.cli import run
+from tests.helpers.forms import csrf_token
 
 API = "/api/admin/v1"
 ADMIN_PASSWORD = "admin password, long enough"
@@ -82,3 +85,16 @@ def admin(app: Flask) -> TestUser:
 @pytest.fixture
 def admin_token(app: Flask, admin: TestUser) -> Bearer:
     return user_token(app, admin)
+
+
+@pytest.fixture
+def console(app: Flask, admin: TestUser) -> FlaskClient:
+    """A browser signed in as the admin."""
+    return sign_in(app, admin, LAPTOP, ip="192.0.2.1")
+
+
+def post(http: FlaskClient, path: str, **form: Any) -> Any:
+    """Submit a form of the page at ``path`` with its CSRF token."""
+    page = http.get(path)
+    assert page.status_code == 200, page.status_code
+    return http.post(path, data={"csrf_token": csrf_token(page.data), **form})

@@ -27,6 +27,7 @@ from tests.account.conftest import is_signed_in
 from tests.account.conftest import login_states
 from tests.account.conftest import sign_in
 from tests.admin.conftest import ADMIN_PASSWORD
+from tests.admin.conftest import post
 from tests.conftest import AuthActions
 from tests.conftest import Clock
 from tests.conftest import TestUser
@@ -42,6 +43,7 @@ PAGES = {
     "/admin/users": "Users",
     "/admin/apps": "Apps",
     "/admin/sessions": "Sessions",
+    "/admin/tokens": "Personal access tokens",
     "/admin/audit": "Audit log",
     "/admin/keys": "Signing keys",
 }
@@ -49,22 +51,9 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 
 @pytest.fixture
-def console(app: Flask, admin: TestUser) -> FlaskClient:
-    """A browser signed in as the admin."""
-    return sign_in(app, admin, LAPTOP, ip="192.0.2.1")
-
-
-@pytest.fixture
 def receiver() -> Iterator[rx.Receiver]:
     with rx.running_receiver() as server:
         yield server
-
-
-def post(http: FlaskClient, path: str, **form: str) -> Any:
-    """Submit a form of the page at ``path`` with its CSRF token."""
-    page = http.get(path)
-    assert page.status_code == 200, page.status_code
-    return http.post(path, data={"csrf_token": csrf_token(page.data), **form})
 
 
 def text(response: Any) -> str:

@@ -65,11 +65,14 @@ class LiveIdp:
         )
 
 
-def idp_environment(folder: Path, port: int) -> dict[str, str]:
-    """The environment of an ``idp`` whose files are in ``folder``, serving on ``port``."""
+def idp_environment(folder: Path, port: int, host: str = "127.0.0.1") -> dict[str, str]:
+    """The environment of an ``idp`` whose files are in ``folder``, serving on ``port``.
+
+    ``host`` names the issuer's host: ``localhost`` where WebAuthn needs a domain, not an IP.
+    """
     return {
         **os.environ,
-        "IDP_ISSUER": f"http://127.0.0.1:{port}",
+        "IDP_ISSUER": f"http://{host}:{port}",
         "IDP_DATABASE_URL": f"sqlite:///{folder / 'idp.sqlite3'}",
         "IDP_KEYS_DIR": str(folder / "keys"),
         "IDP_INSTANCE_DIR": str(folder / "instance"),
@@ -86,11 +89,17 @@ def initialised_idp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @contextmanager
-def running_idp(template: Path, folder: Path) -> Iterator[LiveIdp]:
-    """``idp serve`` on a free loopback port, on a copy of an initialised ``template``."""
+def running_idp(
+    template: Path, folder: Path, env: dict[str, str] | None = None, host: str = "127.0.0.1"
+) -> Iterator[LiveIdp]:
+    """``idp serve`` on a free loopback port, on a copy of an initialised ``template``.
+
+    ``env`` overrides its environment (``IDP_DATABASE_URL``: serve a test app's database);
+    ``host`` names it (``localhost`` where a browser refuses an IP address, as WebAuthn does).
+    """
     shutil.copytree(template, folder, dirs_exist_ok=True)
     port = free_port()
-    live = LiveIdp(f"http://127.0.0.1:{port}", idp_environment(folder, port))
+    live = LiveIdp(f"http://{host}:{port}", {**idp_environment(folder, port, host), **(env or {})})
     with (folder / "idp.log").open("wb") as log:
         process = subprocess.Popen(
             [IDP, "serve", "--port", str(port), "--workers", "1"],
@@ -107,6 +116,7 @@ def running_idp(template: Path, folder: Path) -> Iterator[LiveIdp]:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
 
 
 @pytest.fixture

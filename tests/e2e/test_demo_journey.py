@@ -55,6 +55,7 @@ def demo(tmp_path: Path) -> Iterator[tuple[str, str, str, str]]:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
         log.close()
 
 

@@ -6,8 +6,10 @@ import hashlib
 import hmac
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default as email_policy
@@ -23,6 +25,7 @@ from idp import db
 from idp.errors import ConfigurationError
 from idp.models import AuditEvent
 from idp.models.token import SecurityNotice
+from idp.outbox import get_outbox
 from idp.settings import load_settings
 from idp.users.service import disable_user
 from idp.users.service import require_user_by_email
@@ -281,11 +284,17 @@ def mailbox(settings: dict[str, Any]) -> Iterator[Mailbox]:
         controller.stop()
 
 
+def sent(app: Flask) -> None:
+    """Wait for the outbox to send what the requests queued (off their path)."""
+    assert get_outbox(app).flush(timedelta(seconds=10))
+
+
 def test_the_owner_gets_an_email(
     mailbox: Mailbox, app: Flask, http: FlaskClient, logged_in: TestUser
 ) -> None:
     pat = pat_for(app, logged_in)
     assert call(http, pat["token"], ELSEWHERE) == 200
+    sent(app)
     [message] = mailbox.messages
     assert message["To"] == logged_in.email
     assert message["From"] == "idp@idp.test"
@@ -308,6 +317,7 @@ def test_admins_get_a_signed_webhook(
 ) -> None:
     pat = pat_for(app, logged_in)
     assert call(http, pat["token"], ELSEWHERE) == 200
+    sent(app)
     [hook] = receiver.received
     assert hook.path == "/security" and hook.content_type == "application/json"
     fields = dict(part.split("=", 1) for part in hook.headers["X-Idp-Signature"].split(","))
@@ -349,3 +359,48 @@ def test_the_owner_dismisses_the_notices(
 def test_bad_rule_settings_are_refused(name: str, value: Any) -> None:
     with pytest.raises(ConfigurationError, match=name):
         load_settings({name: value})
+
+
+def test_a_slow_mail_server_does_not_hold_the_request(
+    mailbox: Mailbox, app: Flask, http: FlaskClient, logged_in: TestUser
+) -> None:
+    pat = pat_for(app, logged_in)
+    gate = threading.Event()
+    get_outbox(app).submit("a stalled delivery", lambda: gate.wait(10))  # the worker is busy
+    try:
+        assert call(http, pat["token"], ELSEWHERE) == 200  # answered while the e-mail waits
+        assert notices(app) == [("new_network", "pat", "203.0.113.0/24", "notified")]
+        assert mailbox.messages == []
+    finally:
+        gate.set()
+    sent(app)
+    [message] = mailbox.messages
+    assert message["To"] == logged_in.email
+
+
+def test_a_refresh_replay_is_mailed_to_the_owner_and_sent_to_the_webhook(
+    mailbox: Mailbox,
+    receiver: Receiver,
+    app: Flask,
+    http: FlaskClient,
+    logged_in: TestUser,
+    clock: Clock,
+) -> None:
+    client = oidc.register(app)
+    tokens = oidc.issue_tokens(http, client, "openid offline_access")
+    assert refresh(http, client, tokens["refresh_token"], HOME).status_code == 200
+    clock.advance(seconds=30)
+    assert refresh(http, client, tokens["refresh_token"], ELSEWHERE).status_code == 400
+    sent(app)
+    [message] = mailbox.messages
+    assert message["To"] == logged_in.email
+    assert "used twice" in message.get_content() and "revoked" in message.get_content()
+    [hook] = receiver.received
+    event = json.loads(hook.body)
+    assert (event["rule"], event["token_kind"], event["action"]) == (
+        "refresh_replay",
+        "refresh",
+        "revoked",
+    )
+    assert tokens["refresh_token"] not in hook.body.decode()
+    assert tokens["refresh_token"] not in message.as_string()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from html import unescape
 from typing import Any
 
 from flask import Flask
@@ -12,6 +13,9 @@ from sqlalchemy import select
 from idp import db
 from idp.models.token import TokenUsage
 from idp.sessions.logout import run_maintenance
+from idp.tokens import usage
+from tests.account.conftest import PHONE
+from tests.account.conftest import sign_in
 from tests.admin.conftest import ADMIN_PASSWORD
 from tests.admin.conftest import API
 from tests.conftest import Clock
@@ -19,13 +23,17 @@ from tests.conftest import TestUser
 from tests.conftest import make_user
 from tests.helpers import oidc
 from tests.tokens.conftest import bearer
+from tests.tokens.conftest import count_statements
 from tests.tokens.conftest import create_pat
 
 AGENT = "ci-script/1.0"
 
 
-def usage_rows(app: Flask) -> list[TokenUsage]:
+def usage_rows(app: Flask, *, flush: bool = True) -> list[TokenUsage]:
+    """The usage rows, after writing the waiting introspection counts (unless told not to)."""
     with app.app_context():
+        if flush:
+            usage.flush_usage()
         query = select(TokenUsage).order_by(TokenUsage.id)
         rows = list(db.get_session().scalars(query))
         db.get_session().expunge_all()
@@ -163,3 +171,81 @@ def test_admin_api_lists_a_tokens_usage(app: Flask, http: FlaskClient, user: Tes
     assert missing.status_code == 404
     document = http.get(f"{API}/openapi.json").get_json()
     assert f"{API}/tokens/{{id}}/usage" in document["paths"]
+
+
+def test_owner_sees_each_sessions_token_use_and_their_pats_on_the_sessions_page(
+    app: Flask, http: FlaskClient, logged_in: TestUser
+) -> None:
+    client = oidc.register(app, "Wiki")
+    api = oidc.register(
+        app, "Ledger API", redirect_uris=["https://api.example.com/unused"], is_resource_server=True
+    )
+    tokens = oidc.issue_tokens(http, client, "openid offline_access")
+    use(http, tokens["access_token"], "192.0.2.10", agent="wiki-server/1")
+    refreshed = http.post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        auth=client.basic_auth,
+        environ_base={"REMOTE_ADDR": "192.0.2.11"},
+    )
+    assert refreshed.status_code == 200, refreshed.data
+    checked = http.post(
+        "/introspect",
+        data={"token": refreshed.get_json()["access_token"]},
+        auth=api.basic_auth,
+        environ_base={"REMOTE_ADDR": "198.51.100.4"},
+    )
+    assert checked.get_json()["active"] is True
+    pat = create_pat(app, logged_in.email, "--scope", "openid", name="backup job")
+    use(http, pat["token"], "203.0.113.9", agent="backup/7")
+    sign_in(app, logged_in, PHONE)  # another session: no token of these apps is its
+
+    page = unescape(http.get("/account/sessions").get_data(as_text=True))
+    listing = page.split('<ul class="items">')[1].split("Personal access tokens")[0]
+    this_device, other_device = listing.split("<li>")[1:3]
+    assert "Tokens used by these apps" not in other_device
+    assert "Wiki" in this_device and "wiki-server/1" in this_device
+    assert "access token" in this_device and "192.0.2.0/24" in this_device
+    assert "refresh token" in this_device and "renewed at the IdP" in this_device
+    assert "checked by Ledger API" in this_device and "198.51.100.0/24" in this_device
+    pats = page.split("Personal access tokens")[1]
+    assert "backup job" in pats and "203.0.113.0/24" in pats and "backup/7" in pats
+    assert "from 203.0.113.9" in pats
+    for secret in (pat["token"], tokens["access_token"], tokens["refresh_token"]):
+        assert secret not in page
+
+
+def test_introspections_are_counted_in_memory_and_written_in_one_batch(
+    app: Flask, http: FlaskClient, user: TestUser, clock: Clock
+) -> None:
+    pat = pat_for(app, user)
+    api = oidc.register(
+        app, "API", redirect_uris=["https://api.example.com/unused"], is_resource_server=True
+    )
+
+    def introspect() -> None:
+        response = http.post(
+            "/introspect",
+            data={"token": pat["token"]},
+            auth=api.basic_auth,
+            environ_base={"REMOTE_ADDR": "10.1.2.3"},
+        )
+        assert response.get_json()["active"] is True
+
+    with count_statements(app) as statements:
+        for _ in range(50):
+            introspect()
+    assert not [sql for sql in statements if "token_usage" in sql]  # no write per call
+    assert usage_rows(app, flush=False) == []
+    clock.advance(seconds=5)  # the oldest waiting count is due: this call writes them all
+    with count_statements(app) as statements:
+        introspect()
+    assert len([sql for sql in statements if "INSERT INTO token_usage" in sql]) == 1
+    [row] = usage_rows(app, flush=False)
+    assert (row.count, row.introspected, row.resource) == (51, True, api.client_id)
+    assert row.network == "10.1.2.0/24" and row.token_id == str(pat["id"])
+    introspect()
+    with app.app_context():
+        run_maintenance()  # the periodic sweep writes what waits too
+    [row] = usage_rows(app, flush=False)
+    assert row.count == 52

@@ -1,0 +1,146 @@
+"""Benchmark: whether a Redis cache of login sessions pays (PostgreSQL, with and without Redis).
+
+Run: ``.venv/bin/python bench/session_lookup.py [--rounds R] [--postgres-url URL]
+[--redis-url URL]``. It makes a throwaway PostgreSQL database (from the admin URL), logs one
+user in through the real form and times, interleaved so all see the same machine noise:
+
+- ``request``: a whole logged-in page (GET /account/), what a user waits for;
+- ``sql``: what each request does today to find its session: one SELECT of the session
+  joined to its user, on a fresh ORM session whose connection is already checked out (a
+  logged-in page queries the database anyway, so the checkout is paid either way);
+- ``redis``: what a cache would do instead: one round trip fetching the cached session and
+  user rows and the revocation marker (MGET), decoding the JSON and building the objects.
+
+Prints medians in ms and the share of a request the cache could save (sql - redis).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import FAST_HASH  # noqa: E402
+from tests.conftest import POSTGRES_ADMIN_URL  # noqa: E402
+from tests.conftest import AuthActions  # noqa: E402
+from tests.conftest import create_postgres_database  # noqa: E402
+from tests.conftest import drop_postgres_database  # noqa: E402
+from tests.conftest import make_user  # noqa: E402
+from tests.helpers.redis_server import RedisServer  # noqa: E402
+
+
+def timed(work: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    work()
+    return (time.perf_counter() - start) * 1000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=500)
+    parser.add_argument("--postgres-url", default=POSTGRES_ADMIN_URL)
+    parser.add_argument("--redis-url", default=None, help="default: a redis-server of its own")
+    args = parser.parse_args()
+
+    import redis
+    from sqlalchemy import inspect
+    from sqlalchemy import select
+    from sqlalchemy import text
+
+    from idp import create_app
+    from idp import db
+    from idp.keys.store import get_key_store
+    from idp.models.login import LoginSession
+    from idp.models.user import User
+    from idp.sessions import storage
+
+    database_url = create_postgres_database(args.postgres_url)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            app = create_app(
+                {
+                    "issuer": "http://idp.test",
+                    "database_url": database_url,
+                    "keys_dir": f"{tmp}/keys",
+                    "instance_dir": f"{tmp}/instance",
+                    "secret_key": "bench",
+                    **FAST_HASH,
+                }
+            )
+            db.upgrade_database(db.get_database(app).engine)
+            with app.app_context():
+                get_key_store().ensure_keys(db.now())
+            user = make_user(app, "bench@example.com", "bench password, long enough")
+            browser = app.test_client()
+            assert AuthActions(browser).login(user.email, user.password).status_code == 302
+            with app.app_context():
+                login = db.get_session().scalars(select(LoginSession)).one()
+                token_hash = login.token_hash
+
+                def columns(row: object) -> dict[str, object]:
+                    mapper = inspect(type(row))
+                    return {c.key: getattr(row, c.key) for c in mapper.column_attrs}
+
+                cached = json.dumps(
+                    {"login": columns(login), "user": columns(login.user)}, default=str
+                )
+            server = None
+            if args.redis_url is None:  # the machine's Redis is shared with test runs
+                server = RedisServer(Path(tmp))
+                server.start()
+            client = redis.Redis.from_url(args.redis_url or server.url)
+            key = f"idp:bench:login:{token_hash}"
+            client.set(key, cached)
+
+            def sql_lookup() -> float:
+                with app.app_context():
+                    # Every logged-in page queries the database anyway (a code, a list, a
+                    # touch): the connection's checkout and ping are paid either way.
+                    db.get_session().execute(text("SELECT 1"))
+                    start = time.perf_counter()
+                    found = storage.get_login_by_token_hash(token_hash)
+                    assert found is not None and found.user.email
+                    return (time.perf_counter() - start) * 1000
+
+            def redis_lookup() -> None:
+                value, revoked = client.mget(key, f"idp:bench:revoked:{token_hash}")
+                data = json.loads(value)
+                found = LoginSession(**{k: v for k, v in data["login"].items() if k != "amr"})
+                found.user = User(**data["user"])
+                assert revoked is None and found.user.email
+
+            def request() -> None:
+                assert browser.get("/account/").status_code == 200
+
+            samples: dict[str, list[float]] = {"request": [], "sql": [], "redis": []}
+            for _ in range(20):  # warm up: compiled SQL, pools, templates
+                request(), sql_lookup(), redis_lookup()
+            for _ in range(args.rounds):
+                samples["request"].append(timed(request))
+                samples["sql"].append(sql_lookup())
+                samples["redis"].append(timed(redis_lookup))
+            client.close()
+            if server is not None:
+                server.stop()
+            db.get_database(app).engine.dispose()
+    finally:
+        drop_postgres_database(args.postgres_url, database_url)
+
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    for name, value in medians.items():
+        print(f"{name:8} median {value:7.3f} ms")
+    saving = medians["sql"] - medians["redis"]
+    print(f"saving   {saving:7.3f} ms per request = {100 * saving / medians['request']:.1f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
