@@ -1,5 +1,8 @@
 """The Content-Security-Policy proven in Chromium: every main page works under it, none is blocked.
 
+Login (password, then the TOTP step), home, account and admin pages, consent, form_post and
+the logged-out page with a front-channel frame, each form submitted.
+
 One live ``idp serve`` for the module. An init script (injected by the DevTools protocol, so the
 policy does not apply to it) reports each ``securitypolicyviolation`` event on the console, where
 Chromium also logs the violations it blocks; any such line, or an uncaught script error, fails.
@@ -12,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
+import pyotp
 import pytest
 import requests
 
@@ -23,6 +27,7 @@ from tests.helpers import receiver as rx
 pytestmark = pytest.mark.e2e
 
 ADMIN = ("admin@example.com", "admin password for the browser")
+TOTP_USER = ("tom@example.com", "tom's password for the browser")
 REPORT_VIOLATIONS = """
 document.addEventListener("securitypolicyviolation", function (event) {
   console.error("CSP violation: " + event.violatedDirective + " blocked " + event.blockedURI);
@@ -48,7 +53,11 @@ def live(
             "client", "add", "Notes", "--redirect-uri", app.endpoint("/callback"),
             "--frontchannel-logout-uri", app.endpoint("/frontchannel"), "--json",
         )  # fmt: skip
-        yield idp, app, json.loads(added.stdout)
+        email, password = TOTP_USER
+        idp.idp("user", "add", email, "--name", "Tom Totp", "--password-stdin",
+                stdin=password + "\n")  # fmt: skip
+        secret = json.loads(idp.idp("user", "totp", "enroll", email, "--json").stdout)["secret"]
+        yield idp, app, {**json.loads(added.stdout), "totp_secret": secret}
 
 
 class Watch:
@@ -141,6 +150,17 @@ def test_every_main_page_works_under_the_policy_in_chromium(
     page.wait_for_selector("text=Signed out of every app.")
     assert any(r.path.startswith("/frontchannel") for r in app.received)
     assert "You are signed out" in page.content()
+
+    # The second step of a TOTP user: the code page, then home.
+    page.goto(f"{idp.url}/login")
+    page.fill("input[name=username]", TOTP_USER[0])
+    page.fill("input[name=password]", TOTP_USER[1])
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{idp.url}/login/otp*")
+    page.fill("input[name=otp]", pyotp.TOTP(client["totp_secret"]).now())
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{idp.url}/")
+    assert "Tom Totp" in page.content()
 
     assert watch.problems == []
 
