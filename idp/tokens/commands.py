@@ -30,7 +30,7 @@ cli = IdpGroup("token", help="Manage personal access tokens.")
     "--expires-in",
     type=click.IntRange(min=1),
     default=None,
-    help="Days until it expires (default: the maximum, IDP_PAT_MAX_LIFETIME).",
+    help="Days until it expires (default: the policy's maximum lifetime).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def create(

@@ -9,10 +9,10 @@ from flask.testing import FlaskClient
 
 from tests.conftest import AuthActions
 from tests.conftest import TestUser
-from tests.helpers import mfa
 from tests.helpers import oidc
 from tests.helpers.authenticator import SoftAuthenticator
 from tests.helpers.authenticator import enrol
+from tests.helpers.cli import run
 from tests.helpers.forms import csrf_token
 
 
@@ -63,7 +63,7 @@ def test_the_factor_reset_removes_passkeys(
     app: Flask, http: FlaskClient, logged_in: TestUser
 ) -> None:
     assert enrol(http, SoftAuthenticator()).status_code == 303
-    mfa.reset(app, logged_in.email)
+    run(app, "user", "totp", "reset", logged_in.email)
     auth = AuthActions(http)
     auth.logout()
     response = auth.login(logged_in.email, logged_in.password)
