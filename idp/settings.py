@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import secrets
 import time
@@ -28,6 +29,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 PAT_SCOPES = ("openid", "profile", "email", "groups", "admin")
 # What an unusual-use rule does on a hit.
 RULE_ACTIONS = ("notify", "revoke", "off")
+LOG_FORMATS = ("json", "text")
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,17 @@ class Settings:
     login_rate_limit: str = "30 per minute"
     """Failed logins, client authentications and bearer tokens one client IP may send
     (Flask-Limiter notation) before it is answered 429 with ``Retry-After``."""
+
+    trusted_proxies: int = 0
+    """How many reverse proxies in front of the IdP set ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto``; 0 ignores those headers (any client could forge them)."""
+
+    metrics_allowed_networks: str = "127.0.0.0/8 ::1/128"
+    """IP networks (space-separated CIDR) whose direct connections may read ``/metrics``;
+    a request relayed by a trusted proxy (``X-Forwarded-For``) is always refused."""
+
+    log_format: str = "json"
+    """``idp serve``'s log lines on stderr: ``json`` (one object per line) or ``text``."""
 
     log_level: str = "INFO"
     """Level of ``idp serve``'s log on stderr (DEBUG, INFO, WARNING, ERROR); INFO includes the
@@ -190,6 +203,26 @@ def _parse_int(name: str, value: Any) -> int:
     return number
 
 
+def _parse_count(name: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise ConfigurationError(f"{name}: must be a whole number from 0")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{name}: must be a whole number from 0, got {value!r}") from None
+    if number < 0:
+        raise ConfigurationError(f"{name}: must be a whole number from 0, got {number}")
+    return number
+
+
+def _parse_networks(name: str, value: str) -> None:
+    for network in value.split():
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigurationError(f"{name}: not an IP network: {network!r}") from None
+
+
 def _parse_bool(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -211,6 +244,10 @@ def _coerce(name: str, value: Any) -> Any:
     kind = _FIELDS[name].type
     if name == "log_level":
         return _parse_str(name, value).upper()
+    if name == "log_format":
+        return _parse_str(name, value).lower()
+    if name == "trusted_proxies":
+        return _parse_count(name, value)
     if kind == "timedelta":
         return _parse_duration(name, value)
     if kind == "int":
@@ -240,6 +277,9 @@ def _validate(settings: Settings) -> None:
         scheme = urlsplit(settings.redis_url).scheme
         if scheme not in ("redis", "rediss", "unix"):
             raise ConfigurationError("redis_url: must start with redis://, rediss:// or unix://")
+    if settings.log_format not in LOG_FORMATS:
+        raise ConfigurationError(f"log_format: must be one of {', '.join(LOG_FORMATS)}")
+    _parse_networks("metrics_allowed_networks", settings.metrics_allowed_networks)
     if settings.log_level not in LOG_LEVELS:
         raise ConfigurationError(f"log_level: must be one of {', '.join(LOG_LEVELS)}")
     unknown_scopes = set(settings.pat_allowed_scopes.split()) - set(PAT_SCOPES)
