@@ -5,7 +5,8 @@ It runs ``idp init`` on a temporary SQLite database (or the empty database at U)
 service account, then for each configuration starts a real ``idp serve`` (tuned with
 ``GUNICORN_CMD_ARGS``) and drives it with C threads, each on its own keep-alive connection,
 looping over discovery then a ``client_credentials`` token request for S seconds. Prints
-requests per second and the median and 99th-percentile latency of each configuration. The
+requests per second and the median and 99th-percentile latency of each configuration, then
+how many discovery requests get through in 3 s while ``--slow`` clients trickle uploads. The
 driver shares the machine's cores with the server: compare rows, not absolute figures.
 """
 
@@ -74,6 +75,45 @@ def drive(base: str, auth: tuple[str, str], seconds: float, clients: int) -> lis
     return latencies
 
 
+def slow_clients(base: str, count: int, seconds: float) -> list[float]:
+    """Hold ``count`` uploads trickling one byte every 0.2 s; time discovery meanwhile."""
+    port = int(base.rsplit(":", 1)[1])
+    sockets = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(
+            b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
+            b"\r\nContent-Length: 1000\r\n\r\n"
+        )
+        sockets.append(sock)
+    stop = time.monotonic() + seconds
+    latencies: list[float] = []
+
+    def trickle() -> None:
+        while time.monotonic() < stop:
+            for sock in sockets:
+                sock.sendall(b"a")
+            time.sleep(0.2)
+
+    feeder = threading.Thread(target=trickle)
+    feeder.start()
+    with requests.Session() as http:
+        while time.monotonic() < stop:
+            started = time.perf_counter()
+            try:
+                http.get(
+                    f"{base}/.well-known/openid-configuration", timeout=stop - time.monotonic()
+                )
+            except (requests.Timeout, ValueError):
+                latencies.append(float("inf"))
+                break
+            latencies.append(time.perf_counter() - started)
+    feeder.join()
+    for sock in sockets:
+        sock.close()
+    return latencies
+
+
 def wait_up(base: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -91,6 +131,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--slow", type=int, default=6, help="slow uploads held meanwhile")
     parser.add_argument("--database-url", default=None, help="an empty database (default: SQLite)")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="idp-bench-serve-"))
@@ -116,7 +157,10 @@ def main() -> int:
         client = json.loads(added.stdout)
         auth = (client["client_id"], client["client_secret"])
         print(f"{args.clients} clients, {args.seconds:g} s each, {os.cpu_count()} cores")
-        print(f"{'class':8} {'workers':>7} {'threads':>7} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7}")
+        print(
+            f"{'class':8} {'workers':>7} {'threads':>7} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7}"
+            f"  discovery beside {args.slow} slow uploads: {'n':>5} {'p50 ms':>7}"
+        )
         for worker_class, workers, threads in CONFIGS:
             port = free_port()
             base = f"http://127.0.0.1:{port}"
@@ -132,6 +176,7 @@ def main() -> int:
                 wait_up(base, process)
                 drive(base, auth, 1, args.clients)  # warm up every worker
                 latencies = drive(base, auth, args.seconds, args.clients)
+                beside = slow_clients(base, args.slow, 3)
             finally:
                 process.terminate()
                 process.wait(timeout=60)
@@ -140,6 +185,7 @@ def main() -> int:
             print(
                 f"{worker_class:8} {workers:>7} {threads:>7} {len(latencies) / args.seconds:>7.0f}"
                 f" {statistics.median(latencies) * 1000:>7.1f} {p99 * 1000:>7.1f}"
+                f"  {'':>32} {len(beside):>5} {statistics.median(beside) * 1000:>7.1f}"
             )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
