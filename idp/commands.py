@@ -50,11 +50,20 @@ def init_command(demo: bool) -> None:
             click.echo(line)
 
 
-# How `idp serve` runs gunicorn, chosen by measurement (bench/serve_workers.py, 2-core machine,
-# SQLite, 16 concurrent clients each fetching discovery then a client_credentials token):
-#   sync    x5 workers:            see the README's "Run in production" for the table
-#   gthread x5 workers, 4 threads: ...
-# WORKERS_MEASURED_BELOW
+# How `idp serve` runs gunicorn, chosen by measurement: bench/serve_workers.py on 2 cores
+# (busy with other work, so compare rows), PostgreSQL, 16 clients each looping over discovery
+# then a client_credentials token, then discovery timed while 6 clients trickle an upload:
+#   class    workers threads  req/s  p50 ms  p99 ms | discovery in 3 s beside slow uploads
+#   sync           3       1     29     597    1167 |    1 (stuck until they finish)
+#   sync           5       1     29     564    1401 |    1 (stuck)
+#   sync           8       1     38     425    1072 |  226, p50 10.5 ms
+#   gthread        2       4     45     346     893 |  669, p50 1.8 ms
+#   gthread        5       4     53     225     954 | 1453, p50 1.4 ms
+#   gthread        5       8     50     285     989 |  957, p50 1.4 ms
+# Throughput is CPU-bound on a shared 2-core machine, so the rows are close (within its
+# noise); what decides is that a sync worker is held by one slow client for the whole upload, and
+# five of them stop the IdP. gthread with the default 2 x cores + 1 workers and 4 threads
+# each answered best on both counts. GUNICORN_CMD_ARGS overrides any of it.
 WORKER_CLASS = "gthread"
 THREADS = 4
 # A request still running after this long is killed with its worker (a stuck database);
