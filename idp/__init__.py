@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from idp import db
 from idp.cli_support import IdpGroup
@@ -42,6 +43,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp import inputs
     from idp import limits
     from idp import logs
+    from idp import metrics
     from idp import ops
     from idp import outbox
     from idp import redis_store
@@ -67,6 +69,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp.tokens import service as token_service
     from idp.users import commands as user_commands
 
+    logs.init_request_log(app)  # first: every other hook runs within the request's ID and timing
     inputs.init_app(app)
     db.init_app(app, settings)
     key_store.init_app(app, settings)
@@ -102,6 +105,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # Browsers ask for /favicon.ico wherever no <link rel="icon"> names the icon (JSON, images).
     app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.svg"))
     headers.init_app(app)
+    metrics.init_app(app)
+    if settings.trusted_proxies:
+        # Werkzeug takes the client address and scheme from the Nth-last X-Forwarded-For and
+        # -Proto entries, so audit, rate limits and token monitoring see the real client. With
+        # 0 the headers are ignored: a client reaching the IdP directly could forge them.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies
+        )
     app.cli = IdpGroup(app.name)
     for package in (
         commands,

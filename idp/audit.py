@@ -78,6 +78,10 @@ def record(
         rp,
         ip,
         " ".join(f"{key}={value}" for key, value in sorted(clean.items())),
+        extra={
+            "audit": {"event": event, "user_id": user_id, "sid": sid, "rp": rp, "ip": ip}
+            | {"details": clean}
+        },
     )
     return row
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import secrets
 import time
@@ -30,6 +31,7 @@ PAT_SCOPES = ("openid", "profile", "email", "groups", "admin")
 RULE_ACTIONS = ("notify", "revoke", "off")
 # Who must have a second factor (mfa_required).
 MFA_POLICIES = ("off", "all", "admins")
+LOG_FORMATS = ("json", "text")
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,17 @@ class Settings:
     mfa_required_groups: str | None = None
     """Comma-separated group names whose members must have a second factor too (as with
     ``mfa_required``), whatever ``mfa_required`` says."""
+
+    trusted_proxies: int = 0
+    """How many reverse proxies in front of the IdP set ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto``; 0 ignores those headers (any client could forge them)."""
+
+    metrics_allowed_networks: str = "127.0.0.0/8 ::1/128"
+    """IP networks (space-separated CIDR) whose direct connections may read ``/metrics``;
+    a request relayed by a trusted proxy (``X-Forwarded-For``) is always refused."""
+
+    log_format: str = "json"
+    """``idp serve``'s log lines on stderr: ``json`` (one object per line) or ``text``."""
 
     log_level: str = "INFO"
     """Level of ``idp serve``'s log on stderr (DEBUG, INFO, WARNING, ERROR); INFO includes the
@@ -205,6 +218,26 @@ def _parse_int(name: str, value: Any) -> int:
     return number
 
 
+def _parse_count(name: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise ConfigurationError(f"{name}: must be a whole number from 0")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{name}: must be a whole number from 0, got {value!r}") from None
+    if number < 0:
+        raise ConfigurationError(f"{name}: must be a whole number from 0, got {number}")
+    return number
+
+
+def _parse_networks(name: str, value: str) -> None:
+    for network in value.split():
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigurationError(f"{name}: not an IP network: {network!r}") from None
+
+
 def _parse_bool(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -228,6 +261,10 @@ def _coerce(name: str, value: Any) -> Any:
         return _parse_str(name, value).upper()
     if name == "mfa_required":
         return _parse_str(name, value).lower()
+    if name == "log_format":
+        return _parse_str(name, value).lower()
+    if name == "trusted_proxies":
+        return _parse_count(name, value)
     if kind == "timedelta":
         return _parse_duration(name, value)
     if kind == "int":
@@ -257,6 +294,9 @@ def _validate(settings: Settings) -> None:
         scheme = urlsplit(settings.redis_url).scheme
         if scheme not in ("redis", "rediss", "unix"):
             raise ConfigurationError("redis_url: must start with redis://, rediss:// or unix://")
+    if settings.log_format not in LOG_FORMATS:
+        raise ConfigurationError(f"log_format: must be one of {', '.join(LOG_FORMATS)}")
+    _parse_networks("metrics_allowed_networks", settings.metrics_allowed_networks)
     if settings.log_level not in LOG_LEVELS:
         raise ConfigurationError(f"log_level: must be one of {', '.join(LOG_LEVELS)}")
     if settings.mfa_required not in MFA_POLICIES:

@@ -85,6 +85,7 @@ def check_ports(base: int) -> None:
 def demo_env(env: dict[str, str], base: int) -> dict[str, str]:
     """Return the environment every process of the demo shares: one set of addresses."""
     demo = dict(env, PYTHONUNBUFFERED="1")
+    demo.setdefault("IDP_LOG_FORMAT", "text")  # a person reads this log, not a collector
     for _, offset, variable, _ in APPS:
         demo[variable] = f"http://{HOST}:{base + offset}"
     instance = Path(env.get("IDP_INSTANCE_DIR", "instance"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import secrets
 from typing import Any
@@ -12,6 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from idp.logs import configure_logging
+from idp.settings import LOG_FORMATS
 from idp.settings import get_settings
 from tests.conftest import AuthActions
 from tests.conftest import TestUser
@@ -23,7 +25,14 @@ LOGGERS = ["", "authlib", "idp", "werkzeug", "sqlalchemy", "sqlalchemy.engine", 
 
 
 @pytest.fixture
-def debug_logs(app: Flask, caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+def log_format() -> str:
+    return "json"  # idp serve's default
+
+
+@pytest.fixture
+def debug_logs(
+    app: Flask, caplog: pytest.LogCaptureFixture, log_format: str
+) -> pytest.LogCaptureFixture:
     """Set ``idp serve``'s logging at DEBUG, then force DEBUG on every logger.
 
     As a curious operator would: the test relies on no level. caplog sees each record as any
@@ -31,7 +40,7 @@ def debug_logs(app: Flask, caplog: pytest.LogCaptureFixture) -> pytest.LogCaptur
     """
     with app.app_context():
         settings = get_settings(app)
-    configure_logging(dataclasses.replace(settings, log_level="DEBUG"))
+    configure_logging(dataclasses.replace(settings, log_level="DEBUG", log_format=log_format))
     levels = {name: logging.getLogger(name).level for name in LOGGERS}
     for name in LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG)
@@ -111,6 +120,18 @@ def fragments(secret: str) -> list[str]:
     return [part.strip() for part in parts if len(part.strip()) >= 6]
 
 
+def test_json_lines_stay_json_and_redacted_whatever_a_message_holds(
+    app: Flask, debug_logs: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hostile = 'x"}\n{"level": "forged", "code": "c0de-value\\", "password=\'pw-value\''
+    logging.getLogger("some.library").warning("%s", hostile, extra={"http": {"path": "/a"}})
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1  # a newline in a message cannot forge a second line
+    entry = json.loads(lines[0])
+    assert entry["level"] == "WARNING" and entry["path"] == "/a"
+    assert "c0de-value" not in lines[0] and "pw-value" not in lines[0]
+
+
 def test_no_secret_at_debug(
     app: Flask,
     http: FlaskClient,
@@ -124,9 +145,16 @@ def test_no_secret_at_debug(
     formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
     records = [formatter.format(record) for record in debug_logs.records]
     stderr = capsys.readouterr().err
-    # The journey was logged, in detail: the audit trail on stderr, Authlib's own debug lines.
-    assert "idp.audit: token_issued" in stderr
-    assert "idp.audit: assertion_issued" in stderr or "assertion" in stderr
+    # The journey was logged, in detail, one JSON object per line: the audit trail and the
+    # access lines on stderr, Authlib's own debug lines.
+    lines = [json.loads(line) for line in stderr.splitlines()]
+    events = {line.get("event") for line in lines if line["logger"] == "idp.audit"}
+    assert {"login_success", "token_issued", "assertion_issued", "logout"} <= events
+    assert {line["endpoint"] for line in lines if line["logger"] == "idp.access"} >= {
+        "oidc.token",
+        "oidc.userinfo",
+        "saml.sso",
+    }
     assert any("Issue token" in line for line in records), "Authlib's DEBUG line is the test"
     for secret in made:
         for fragment in fragments(secret):
@@ -147,15 +175,21 @@ def test_no_secret_at_debug(
         ("Authorization: Basic YWJjOmRlZg==", "YWJjOmRlZg"),
         ("callback?code=the-code-value&state=x", "the-code-value"),
         ("SAMLResponse=PHNhbWxwOlJlc3BvbnNl&RelayState=x", "PHNhbWxwOlJlc3BvbnNl"),
+        ('password="quoted secret" next', "quoted secret"),  # escaped quotes in JSON
     ],
 )
 def test_the_stderr_handler_blanks_secrets_any_library_logs(
     app: Flask, debug_logs: Any, capsys: pytest.CaptureFixture[str], line: str, secret: str
 ) -> None:
-    logging.getLogger("some.library").warning("%s", line)
-    stderr = capsys.readouterr().err
-    assert "some.library" in stderr and "[redacted]" in stderr
-    assert secret not in stderr
+    with app.app_context():
+        settings = get_settings(app)
+    for log_format in LOG_FORMATS:
+        configure_logging(dataclasses.replace(settings, log_level="DEBUG", log_format=log_format))
+        logging.getLogger("some.library").warning("%s", line)
+        stderr = capsys.readouterr().err
+        assert "some.library" in stderr and "[redacted]" in stderr, log_format
+        for part in secret.split():
+            assert part not in stderr, log_format
 
 
 def test_no_totp_secret_or_recovery_code_at_debug(

@@ -276,6 +276,12 @@ def purge_ended_logins() -> int:
     return count
 
 
+def count_live_logins() -> int:
+    """Return how many login sessions are live now (every replica's: counted in the database)."""
+    now = db.now()
+    return storage.count_live_logins(now, now - get_settings().session_idle_timeout)
+
+
 def list_logins(user: User | None = None) -> list[LoginSession]:
     """Return live login sessions, newest first, optionally of one user."""
     now = db.now()

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import Select
 from sqlalchemy import delete
+from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import update
 
@@ -85,6 +86,22 @@ def page_live_logins(
     if before is not None:
         query = query.where(LoginSession.id < before)
     return list(db.get_session().scalars(query))
+
+
+def count_live_logins(now: datetime, idle_cutoff: datetime) -> int:
+    """Return how many sessions of enabled users are neither ended nor expired."""
+    query = (
+        select(func.count())
+        .select_from(LoginSession)
+        .join(User, LoginSession.user_id == User.id)
+        .where(
+            LoginSession.revoked_at.is_(None),
+            LoginSession.expires_at > now,
+            LoginSession.last_seen_at > idle_cutoff,
+            User.is_disabled.is_(False),
+        )
+    )
+    return db.get_session().scalar(query) or 0
 
 
 def list_stale_logins(now: datetime, idle_cutoff: datetime, limit: int) -> list[LoginSession]:

@@ -185,3 +185,4 @@ def test_every_app_signs_in_through_the_idp_on_the_shifted_ports(demo: Demo) -> 
     # Access logs follow the banner; a callback's code never shows in them.
     demo.wait_for('"GET /callback" 302', 10)
     assert "/callback?" not in demo.printed
+    demo.wait_for("INFO idp.access: GET /authorize 302", 10)  # the IdP's, as text
