@@ -109,3 +109,18 @@ def test_upgrade_twice_is_harmless(empty_engine: Engine) -> None:
     assert schema_differences(empty_engine) == []
     with empty_engine.connect() as connection:
         assert connection.scalars(select(user_table.c.email)).all() == ["kept@example.com"]
+
+
+def test_a_sqlite_file_is_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
+    # WAL with synchronous=NORMAL: one sync per checkpoint instead of two per commit, readers
+    # never blocked by the writer; the busy timeout makes concurrent writers wait, not fail.
+    engine = build_engine(f"sqlite:///{tmp_path / 'wal.sqlite3'}")
+    try:
+        with engine.connect() as connection:
+            pragma = connection.exec_driver_sql
+            assert pragma("PRAGMA journal_mode").scalar() == "wal"
+            assert pragma("PRAGMA synchronous").scalar() == 1  # NORMAL
+            assert pragma("PRAGMA busy_timeout").scalar() == 5000
+            assert pragma("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        engine.dispose()
