@@ -38,7 +38,8 @@ class Counts:
     def statement(self, *args: Any) -> None:
         text = str(args[2]).lstrip()
         self.kinds[text.split(None, 1)[0].upper()] += 1
-        self.log.append(" ".join(text.split())[:160])
+        flat = " ".join(text.split())
+        self.log.append(flat[:70] + " ... " + flat[-110:] if len(flat) > 190 else flat)
 
     def commit(self, *args: Any) -> None:
         self.commits += 1
