@@ -13,6 +13,7 @@ import argparse
 import secrets
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ class Counts:
     def __init__(self) -> None:
         self.kinds: Counter[str] = Counter()
         self.commits = 0
+        self.elapsed = 0.0
         self.log: list[str] = []
 
     def statement(self, *args: Any) -> None:
@@ -47,7 +49,9 @@ class Counts:
     def line(self) -> str:
         total = sum(self.kinds.values())
         kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(self.kinds.items()))
-        return f"{total:3d} statements ({kinds}), {self.commits} commits"
+        return (
+            f"{total:3d} statements ({kinds}), {self.commits} commits, {self.elapsed * 1000:.1f} ms"
+        )
 
 
 def main() -> int:
@@ -106,9 +110,11 @@ def run(app: Any, verbose: bool, engine: Any, event: Any) -> None:
         counts = Counts()
         event.listen(engine, "before_cursor_execute", counts.statement)
         event.listen(engine, "commit", counts.commit)
+        started = time.perf_counter()
         try:
             result = send()
         finally:
+            counts.elapsed = time.perf_counter() - started
             event.remove(engine, "before_cursor_execute", counts.statement)
             event.remove(engine, "commit", counts.commit)
         print(f"{name:<28} {counts.line()}")

@@ -47,6 +47,10 @@ def init_command(demo: bool) -> None:
             click.echo(line)
 
 
+# Threads per worker (gunicorn's gthread worker): measured with `make bench`, docs/benchmarks.md.
+THREADS = 4
+
+
 def default_workers() -> int:
     """Return gunicorn's recommended 2 x cores + 1, capped at 8."""
     return min(2 * (os.cpu_count() or 1) + 1, 8)
@@ -106,6 +110,11 @@ def serve_command(host: str, port: int, workers: int | None) -> None:
     options = {
         "bind": f"{host}:{port}",
         "workers": workers or default_workers(),
+        # Threads: a worker keeps serving while another request of it waits on the database
+        # or on a slow client, and keeps connections alive (a sync worker closes each one).
+        "worker_class": "gthread",
+        "threads": THREADS,
+        "keepalive": 5,
         "accesslog": "-",
         "access_log_format": ACCESS_LOG_FORMAT,
         "errorlog": "-",
