@@ -206,6 +206,50 @@ def sp_key_and_metadata(folder: Path) -> tuple[Any, Path]:
     return key, path
 
 
+SEED_SQL = (
+    # Users, then sessions spread over them round-robin, then one token per session.
+    """INSERT INTO user_account (email, subject, name, is_disabled, is_admin, created_at,
+           updated_at)
+       SELECT 'user' || g || '@scale.example', md5('subject' || g), 'User ' || g, false, false,
+              now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc'
+       FROM generate_series(1, %(users)s) AS g""",
+    """INSERT INTO login_session (sid, token_hash, user_id, created_at, last_seen_at, expires_at,
+           auth_time, amr, ip, user_agent, details)
+       SELECT md5('sid' || g), encode(sha256(('login' || g)::bytea), 'hex'),
+              first.id + g %% %(users)s, now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc',
+              now() AT TIME ZONE 'utc' + interval '8 hours', now() AT TIME ZONE 'utc',
+              '["pwd"]', '10.1.2.3', 'seeded', '{}'
+       FROM generate_series(1, %(sessions)s) AS g,
+            (SELECT min(id) AS id FROM user_account
+             WHERE email LIKE '%%@scale.example') AS first""",
+    """INSERT INTO oauth_token (jti, client_id, user_id, login_session_id, family_id, scope,
+           issued_at, access_expires_at)
+       SELECT md5('jti' || s.id), 'seeded-client', s.user_id, s.id, md5('family' || s.id),
+              'openid', now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc' + interval '10 minutes'
+       FROM login_session AS s WHERE s.user_agent = 'seeded'""",
+    "ANALYZE",
+)
+
+
+def seed(database_url: str, users: int, sessions: int) -> None:
+    """Fill the (PostgreSQL) database with users, sessions and tokens, server-side."""
+    import psycopg
+
+    if not database_url.startswith("postgresql"):
+        raise SystemExit("--seed-users needs --db postgresql")
+    started = time.perf_counter()
+    url = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(url, autocommit=True) as connection:
+        for statement in SEED_SQL:
+            connection.execute(statement, {"users": users, "sessions": sessions})
+    print(
+        f"seeded {users:,} users, {sessions:,} sessions and tokens "
+        f"in {time.perf_counter() - started:.0f} s",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def create_postgres_database(admin_url: str) -> str:
     import psycopg
 
@@ -240,6 +284,8 @@ def start_idp(folder: Path, options: argparse.Namespace, database_url: str) -> S
     else:
         env.pop("IDP_REDIS_URL", None)
     run_idp(env, "init")
+    if options.seed_users:
+        seed(database_url, options.seed_users, options.seed_sessions)
     run_idp(env, "user", "add", EMAIL, "--name", "Bench User", "--password-stdin", stdin=PASSWORD)
     client = json.loads(
         run_idp(
@@ -657,6 +703,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         help="IDP_REDIS_URL (default with --db postgresql: redis://127.0.0.1:6379/14)",
     )
     parser.add_argument("--no-redis", action="store_true", help="PostgreSQL without Redis")
+    parser.add_argument("--seed-users", type=int, default=0, help="seed users (PostgreSQL)")
+    parser.add_argument(
+        "--seed-sessions", type=int, default=0, help="seed sessions, one token each"
+    )
     parser.add_argument(
         "--fail-on-error", action="store_true", help="exit 1 if any operation failed (CI)"
     )
