@@ -109,12 +109,13 @@ def reset_peak_rss(pids: list[int]) -> None:
             Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
-def peak_rss_mb(pids: list[int]) -> list[float]:
+def peak_rss_mb(pids: list[int], field: str = "VmHWM") -> list[float]:
+    """Return each process's peak RSS in MB (``field="VmRSS"``: its current RSS)."""
     peaks = []
     for pid in pids:
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{field}:"):
                     peaks.append(int(line.split()[1]) / 1024)
     return peaks
 
@@ -613,6 +614,8 @@ async def measure(
     try:
         for server in servers:
             await connect(server, options.concurrency, sessions)
+            idle = format_rss(peak_rss_mb(server.pids, "VmRSS"))
+            print(f"  {server.name} idle after the log-ins: {idle}", file=sys.stderr, flush=True)
         for loop in loops:
             present = [server for server in servers if loop in server.loops]
             for server in present:
