@@ -87,6 +87,10 @@ def main() -> int:
                     **FAST_HASH,
                 }
             )
+            if database:  # reset_schema truncates PostgreSQL tables: create them first
+                from idp.db import upgrade_database
+
+                upgrade_database(get_database(app).engine)
             reset_schema(app)
             with app.app_context():
                 from idp import db
