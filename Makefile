@@ -7,7 +7,7 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
 	&& { echo $$p; break; }; done)
 
-.PHONY: test demo fmt lint lock clean
+.PHONY: test demo fmt lint lock clean bench bench-smoke
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is required" >&2; exit 1; }
@@ -54,6 +54,15 @@ test: lint
 fmt: $(VENV)/.installed
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# A real `idp serve` against oidc-provider (npm), loop by loop: docs/benchmarks.md.
+# `make bench BENCH_ARGS="--db postgresql --duration 30"`; `--help` lists the options.
+bench: $(VENV)/.installed
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Every loop for one second against idp alone, failing on any error: CI runs it after the tests.
+bench-smoke: $(VENV)/.installed
+	$(BIN)/python bench/run.py --duration 1 --warmup 0 --no-peer --fail-on-error $(BENCH_ARGS)
 
 # `make demo DEMO_PORT_BASE=6000` moves the four servers to ports 6000-6003.
 demo: $(VENV)/.installed

@@ -99,6 +99,15 @@ def build_engine(database_url: str) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=5000")
+            # WAL: readers never wait for the writer, and a commit appends to the log instead of
+            # rewriting pages through a rollback journal. synchronous=NORMAL then syncs the log
+            # at checkpoints, not at every commit: a commit survives a crash of any process;
+            # only a power loss or OS crash may undo the last commits before a checkpoint,
+            # never corrupt the file (https://www.sqlite.org/wal.html#durability). WAL needs
+            # one host's shared memory: the database must not be on a network file system.
+            if url.database and url.database != ":memory:":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
     return engine

@@ -191,3 +191,18 @@ def test_init_upgrades_a_database_of_the_previous_release(
         (user_id, "kept@example.com", None)
     ]
     assert [(row.sid, row.user_id, row.revoked_at) for row in logins] == [("sid-1", user_id, None)]
+
+
+def test_a_sqlite_file_is_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
+    # WAL with synchronous=NORMAL: one sync per checkpoint instead of two per commit, readers
+    # never blocked by the writer; the busy timeout makes concurrent writers wait, not fail.
+    engine = build_engine(f"sqlite:///{tmp_path / 'wal.sqlite3'}")
+    try:
+        with engine.connect() as connection:
+            pragma = connection.exec_driver_sql
+            assert pragma("PRAGMA journal_mode").scalar() == "wal"
+            assert pragma("PRAGMA synchronous").scalar() == 1  # NORMAL
+            assert pragma("PRAGMA busy_timeout").scalar() == 5000
+            assert pragma("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        engine.dispose()

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete
 from sqlalchemy import select
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 from sqlalchemy.orm import aliased
+from sqlalchemy.orm import joinedload
 
 from idp import db
 from idp.inputs import is_clean
+from idp.models.login import LoginSession
 from idp.models.login import LogoutDelivery
 from idp.models.oidc import AuthorizationCode
 from idp.models.oidc import Consent
@@ -25,8 +29,27 @@ def get_client(client_id: str) -> OAuthClient | None:
     # check sees: a NUL would be a database error on PostgreSQL.
     if not client_id or len(client_id) > 128 or not is_clean(client_id):
         return None
-    client = db.get_session().scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
+    client = _lookup_client(client_id)
     return None if client is None or client.is_disabled else client
+
+
+def _request_cache(session: Session, name: str) -> dict[Any, Any]:
+    """Return a dictionary living as long as ``session`` (one request, one command)."""
+    cache: dict[Any, Any] = session.info.setdefault(f"idp.oidc.{name}", {})
+    return cache
+
+
+def _lookup_client(client_id: str) -> OAuthClient | None:
+    # One request asks several times (authorization request validated, then answered; client
+    # authentication, then the grant): one SELECT. A client deleted since is looked up again.
+    session = db.get_session()
+    clients = _request_cache(session, "clients")
+    client: OAuthClient | None = clients.get(client_id)
+    if client is None or client not in session:
+        client = session.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
+        if client is not None:
+            clients[client_id] = client
+    return client
 
 
 def client_id_exists(client_id: str) -> bool:
@@ -47,7 +70,7 @@ def find_client(client_id: str) -> OAuthClient | None:
     """Return the client (even disabled) with this ``client_id``, or None."""
     if not client_id or len(client_id) > 128 or not is_clean(client_id):
         return None
-    return db.get_session().scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
+    return _lookup_client(client_id)
 
 
 def list_clients(*, after: int | None = None, limit: int | None = None) -> list[OAuthClient]:
@@ -100,26 +123,40 @@ def delete_client(client: OAuthClient) -> dict[str, int]:
 
 
 def add_code(code: AuthorizationCode) -> None:
-    db.get_session().add(code)
+    session = db.get_session()
+    session.add(code)
+    _request_cache(session, "unused_nonces").pop((code.client_id, code.nonce), None)
 
 
 def get_code(code: str, client_id: str) -> AuthorizationCode | None:
     """Return the code issued to ``client_id`` (used or not), or None."""
     return db.get_session().scalar(
-        select(AuthorizationCode).where(
+        select(AuthorizationCode)
+        .where(
             AuthorizationCode.code_hash == hash_secret(code),
             AuthorizationCode.client_id == client_id,
         )
+        .options(joinedload(AuthorizationCode.login).lazyload(LoginSession.user))
     )
 
 
 def nonce_was_used(client_id: str, nonce: str) -> bool:
-    """Return whether a code of this client already carried ``nonce``."""
-    found = db.get_session().scalar(
+    """Return whether a code of this client already carried ``nonce``.
+
+    An authorization request is validated, then answered: the second check in the same
+    request reuses the first's "unused" until a code is added.
+    """
+    session = db.get_session()
+    unused = _request_cache(session, "unused_nonces")
+    if (client_id, nonce) in unused:
+        return False
+    found = session.scalar(
         select(AuthorizationCode.id).where(
             AuthorizationCode.client_id == client_id, AuthorizationCode.nonce == nonce
         )
     )
+    if found is None:
+        unused[(client_id, nonce)] = True
     return found is not None
 
 
@@ -128,13 +165,22 @@ def add_token(token: OAuthToken) -> None:
     db.get_session().flush()
 
 
+# A token's login belongs to the token's user: that user (and its groups) is loaded once, through
+# ``token.user``; ``token.login.user`` then comes from the session's identity map, no query.
+_TOKEN_LOADS = (joinedload(OAuthToken.login).lazyload(LoginSession.user),)
+
+
 def get_token_by_jti(jti: str) -> OAuthToken | None:
-    return db.get_session().scalar(select(OAuthToken).where(OAuthToken.jti == jti))
+    return db.get_session().scalar(
+        select(OAuthToken).where(OAuthToken.jti == jti).options(*_TOKEN_LOADS)
+    )
 
 
 def get_token_by_refresh_token(refresh_token: str) -> OAuthToken | None:
     return db.get_session().scalar(
-        select(OAuthToken).where(OAuthToken.refresh_token_hash == hash_secret(refresh_token))
+        select(OAuthToken)
+        .where(OAuthToken.refresh_token_hash == hash_secret(refresh_token))
+        .options(*_TOKEN_LOADS)
     )
 
 
@@ -148,13 +194,24 @@ def get_child_tokens(token: OAuthToken) -> list[OAuthToken]:
 
 
 def get_family_root(family_id: str) -> OAuthToken | None:
-    """Return the first issuance of a refresh family: the one the grant itself produced."""
-    return db.get_session().scalar(
-        select(OAuthToken)
-        .where(OAuthToken.family_id == family_id, OAuthToken.parent_id.is_(None))
-        .order_by(OAuthToken.id)
-        .limit(1)
-    )
+    """Return the first issuance of a refresh family: the one the grant itself produced.
+
+    It never changes: one query per request however often it is asked.
+    """
+    session = db.get_session()
+    roots = _request_cache(session, "family_roots")
+    root: OAuthToken | None = roots.get(family_id)
+    if root is None:
+        root = session.scalar(
+            select(OAuthToken)
+            .where(OAuthToken.family_id == family_id, OAuthToken.parent_id.is_(None))
+            .order_by(OAuthToken.id)
+            .limit(1)
+            .options(*_TOKEN_LOADS)
+        )
+        if root is not None:
+            roots[family_id] = root
+    return root
 
 
 def claim_code(code_id: int, now: datetime) -> bool:

@@ -6,6 +6,8 @@ authorization endpoint, login freshness and consent) and ``end_session_view.py``
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from typing import Any
 
 from authlib.oauth2 import OAuth2Error
@@ -143,12 +145,37 @@ def userinfo() -> ResponseReturnValue:
     return response
 
 
+def _prebuilt(name: str, version: object, build: Callable[[], Any]) -> tuple[bytes, str]:
+    """Return the JSON bytes of ``build()`` and their ETag, built once per ``version``.
+
+    The documents every client fetches change only with the configuration or the keys: the
+    bytes are built on first use and reused until ``version`` changes.
+    """
+    documents: dict[str, tuple[object, bytes, str]] = current_app.extensions.setdefault(
+        "idp.oidc.documents", {}
+    )
+    cached = documents.get(name)
+    if cached is None or cached[0] != version:
+        body = current_app.json.dumps(build()).encode()
+        cached = documents[name] = (version, body, hashlib.sha256(body).hexdigest()[:32])
+    return cached[1], cached[2]
+
+
+def _document(body: bytes, etag: str, max_age: int) -> ResponseReturnValue:
+    """Answer the bytes with their ETag, or 304 to an If-None-Match naming it (RFC 9110 §13.1.2)."""
+    response = Response(body, mimetype="application/json")
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = f"public, max-age={max_age}"
+    return response.make_conditional(request)
+
+
 @bp.route("/jwks")
 def jwks() -> ResponseReturnValue:
-    response = jsonify(get_key_store().public_jwks(db.now()))
-    max_age = int(get_settings().jwks_max_age.total_seconds())
-    response.headers["Cache-Control"] = f"public, max-age={max_age}"
-    return response
+    key_set = get_key_store().public_jwks(db.now())
+    # The published keys change with the clock (next -> active -> retiring) and on rotation.
+    version = tuple(key["kid"] for key in key_set["keys"])
+    body, etag = _prebuilt("jwks", version, lambda: key_set)
+    return _document(body, etag, int(get_settings().jwks_max_age.total_seconds()))
 
 
 # Endpoints other parts of the IdP may serve: named in discovery only when they exist.
@@ -171,10 +198,12 @@ def _optional_endpoints() -> dict[str, str]:
 
 @bp.route("/.well-known/openid-configuration")
 def openid_configuration() -> ResponseReturnValue:
-    metadata = discovery.build_metadata(get_settings(), optional_endpoints=_optional_endpoints())
-    response = jsonify(metadata)
-    response.headers["Cache-Control"] = "public, max-age=3600"
-    return response
+    body, etag = _prebuilt(
+        "openid-configuration",
+        get_settings(),  # routes are fixed once the app is built
+        lambda: discovery.build_metadata(get_settings(), optional_endpoints=_optional_endpoints()),
+    )
+    return _document(body, etag, 3600)
 
 
 @bp.route("/register", methods=["POST"])

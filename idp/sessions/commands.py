@@ -21,9 +21,7 @@ cli = IdpGroup("session", help="See and end login sessions.")
 def list_(email: str | None, as_json: bool) -> None:
     """List live login sessions."""
     user = require_user_by_email(email) if email else None
-    rows: list[dict[str, Any]] = [
-        service.describe_login(login) for login in service.list_logins(user)
-    ]
+    rows: list[dict[str, Any]] = service.describe_logins(service.list_logins(user))
     if as_json:
         echo_json(rows)
         return

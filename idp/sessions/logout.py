@@ -94,6 +94,11 @@ def participants(login: LoginSession) -> list[SessionParticipant]:
     return storage.list_participants(login)
 
 
+def participants_of(logins: list[LoginSession]) -> dict[int, list[SessionParticipant]]:
+    """Return the relying parties that joined each of ``logins`` (by id), in one query."""
+    return storage.list_participants_of(logins)
+
+
 def is_reachable_without_browser(participant: SessionParticipant) -> bool:
     """Return whether ``participant`` is told of the session's end by back-channel.
 

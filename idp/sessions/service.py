@@ -292,7 +292,9 @@ def list_logins(user: User | None = None) -> list[LoginSession]:
 
 def list_user_logins(user: User) -> list[tuple[LoginSession, list[SessionParticipant]]]:
     """Return the user's live sessions, newest first, each with the apps that joined it."""
-    return [(login, logout.participants(login)) for login in list_logins(user)]
+    logins = list_logins(user)
+    joined = logout.participants_of(logins)
+    return [(login, joined[login.id]) for login in logins]
 
 
 def revoke_user_login(user: User, sid: str) -> LoginSession:
@@ -319,8 +321,13 @@ def page_logins(
     return storage.page_live_logins(now, idle_cutoff, user=user, before=before, limit=limit)
 
 
-def describe_login(login: LoginSession) -> dict[str, Any]:
-    """Return the public description of a session (``idp session list --json``, the admin API)."""
+def describe_login(
+    login: LoginSession, participants: list[SessionParticipant] | None = None
+) -> dict[str, Any]:
+    """Return the public description of a session (``idp session list --json``, the admin API).
+
+    ``participants``: the apps that joined it, when the caller fetched them for many sessions.
+    """
     return {
         "id": login.sid,
         "user": login.user.email,
@@ -337,9 +344,15 @@ def describe_login(login: LoginSession) -> dict[str, Any]:
                 # False: front-channel logout only, so told only through a browser.
                 "reachable_without_browser": logout.is_reachable_without_browser(item),
             }
-            for item in logout.participants(login)
+            for item in (logout.participants(login) if participants is None else participants)
         ],
     }
+
+
+def describe_logins(logins: list[LoginSession]) -> list[dict[str, Any]]:
+    """Describe many sessions (:func:`describe_login`), their apps fetched in one query."""
+    joined = logout.participants_of(logins)
+    return [describe_login(login, joined[login.id]) for login in logins]
 
 
 def is_safe_next(target: str | None) -> bool:

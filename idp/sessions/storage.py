@@ -137,6 +137,20 @@ def add_participant(participant: SessionParticipant) -> None:
     db.get_session().add(participant)
 
 
+def list_participants_of(logins: list[LoginSession]) -> dict[int, list[SessionParticipant]]:
+    """Return the relying parties that joined each of ``logins`` (by id), in one query."""
+    joined: dict[int, list[SessionParticipant]] = {login.id: [] for login in logins}
+    if joined:
+        rows = db.get_session().scalars(
+            select(SessionParticipant)
+            .where(SessionParticipant.login_session_id.in_(list(joined)))
+            .order_by(SessionParticipant.joined_at, SessionParticipant.id)
+        )
+        for row in rows:
+            joined[row.login_session_id].append(row)
+    return joined
+
+
 def list_participants(login: LoginSession) -> list[SessionParticipant]:
     """Return the relying parties that joined ``login``, first joined first."""
     return list(

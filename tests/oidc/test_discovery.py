@@ -152,3 +152,17 @@ def test_jwks_cache_lifetime_is_the_setting(
     cache_control = app.test_client().get("/jwks").headers["Cache-Control"]
     directives = {part.strip() for part in cache_control.split(",")}
     assert f"max-age={expected}" in directives
+
+
+@pytest.mark.parametrize("path", ["/.well-known/openid-configuration", "/jwks"])
+def test_documents_carry_an_etag_and_answer_304_to_it(http: FlaskClient, path: str) -> None:
+    first = http.get(path)
+    etag = first.headers["ETag"]
+    assert first.status_code == 200 and etag.startswith('"')
+    again = http.get(path)
+    assert again.data == first.data and again.headers["ETag"] == etag
+    unchanged = http.get(path, headers={"If-None-Match": etag})
+    assert unchanged.status_code == 304 and unchanged.data == b""
+    assert unchanged.headers["ETag"] == etag and "max-age" in unchanged.headers["Cache-Control"]
+    other = http.get(path, headers={"If-None-Match": '"something-else"'})
+    assert other.status_code == 200 and other.data == first.data

@@ -101,6 +101,7 @@ def test_rotation_waits_one_cache_lifetime_before_signing(
     max_age = http.get("/jwks").headers["Cache-Control"]
     assert f"max-age={MAX_AGE}" in max_age
     cached = fetch_jwks(http)  # what a relying party holds for up to MAX_AGE seconds
+    cached_etag = http.get("/jwks").headers["ETag"]
     before = issue(http, clients)
     old_kids = {kid_of(token) for token, _ in before}
     assert len(old_kids) == 2  # one RS256, one ES256
@@ -110,7 +111,10 @@ def test_rotation_waits_one_cache_lifetime_before_signing(
     new_kids = {info.kid for info in created if info.kind in ("RS256", "ES256")}
     assert len(new_kids) == 2 and not new_kids & old_kids
 
-    # Published at once, so relying parties can pick them up...
+    # Published at once, so relying parties can pick them up (a new ETag: no 304 for the old)...
+    etag = http.get("/jwks").headers["ETag"]
+    assert http.get("/jwks", headers={"If-None-Match": cached_etag}).status_code == 200
+    assert etag != cached_etag
     published = fetch_jwks(http)
     assert new_kids | old_kids <= kids(published)
     # ...but the old keys keep signing for a whole cache lifetime.
