@@ -58,15 +58,22 @@ def otp() -> ResponseReturnValue:
         csrf.validate()
     if pending is None or pending.purpose == "enrol":
         return _back_to_login(EXPIRED if request.method == "POST" else None)
+    # A user whose only factor is a passkey has no code to type: the page offers the passkey.
+    takes_code = service.get_totp(pending.user) is not None or bool(
+        service.count_recovery_codes(pending.user)
+    )
     if request.method == "GET":
-        return render_template("mfa/otp.html", pending=pending)
+        return render_template("mfa/otp.html", pending=pending, takes_code=takes_code)
     if service.verify_code(pending.user, _code()) is not None:
         try:
             return redirect(second_step.complete_second_factor(service.AMR_OTP), 303)
         except LookupError:
             return _back_to_login()
     # 401: the per-IP limit counts it as it counts a wrong password.
-    return render_template("mfa/otp.html", pending=pending, error=CODE_FAILED), 401
+    page = render_template(
+        "mfa/otp.html", pending=pending, takes_code=takes_code, error=CODE_FAILED
+    )
+    return page, 401
 
 
 @bp.route("/login/setup", methods=["GET", "POST"])

@@ -103,14 +103,20 @@ def build_authentication_options(
 ) -> str:
     """Return the JSON options of ``navigator.credentials.get()`` (WebAuthn §5.5).
 
-    ``allow`` None: any discoverable credential of this RP (passwordless login).
+    ``allow`` None: any discoverable credential of this RP (passwordless login), where user
+    verification is required: without it a passkey alone proves possession only, one factor,
+    weaker than what a password login asks (Keycloak's passwordless policy does the same).
     """
     options = generate_authentication_options(
         rp_id=rp.rp_id,
         challenge=challenge,
         timeout=int(CEREMONY_TTL.total_seconds() * 1000),
         allow_credentials=_descriptors(allow) if allow is not None else None,
-        user_verification=UserVerificationRequirement.PREFERRED,
+        user_verification=(
+            UserVerificationRequirement.PREFERRED
+            if allow is not None
+            else UserVerificationRequirement.REQUIRED
+        ),
     )
     return options_to_json(options)
 

@@ -208,12 +208,6 @@ def _fail(reason: str, *, user_id: int | None, **details: Any) -> PasskeyError:
     return PasskeyError(reason)
 
 
-def _amr(user_verified: bool) -> list[str]:
-    # RFC 8176 §2: "hwk" proof of possession of a hardware-secured key; with user
-    # verification (PIN or biometrics) the passkey alone is two factors ("mfa").
-    return ["hwk", "mfa"] if user_verified else ["hwk"]
-
-
 def _verify(
     passkey: Passkey, credential: AuthenticationCredential, challenge: bytes
 ) -> tuple[Passkey, bool]:
@@ -290,7 +284,13 @@ def finish_login(credential_json: str) -> tuple[User, list[str]]:
 
     """
     passkey, user_verified = _check_assertion(LOGIN, None, credential_json)
-    return passkey.user, _amr(user_verified)
+    if not user_verified:
+        # Alone, a passkey must be two factors: possession and the PIN or biometrics that
+        # unlocked it (the options required it; an authenticator that skipped it is refused).
+        raise _fail("user_not_verified", user_id=passkey.user_id)
+    # RFC 8176 §2: "hwk" proof of possession of a hardware-secured key, "mfa" with the user
+    # verification that came with it.
+    return passkey.user, ["hwk", "mfa"]
 
 
 def verify_assertion_for_user(user_id: int, credential_json: str) -> list[str]:

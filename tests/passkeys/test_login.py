@@ -62,16 +62,19 @@ def test_passkey_login_gives_hwk_and_mfa_in_the_id_token(
     assert sign_count(app) == 1
 
 
-def test_without_user_verification_the_amr_is_hwk_alone(
+def test_without_user_verification_a_passwordless_login_is_refused(
     app: Flask, http: FlaskClient, authenticator: SoftAuthenticator
 ) -> None:
+    options = http.post(
+        "/login/passkey/options", data={"csrf_token": csrf_token(http.get("/login").data)}
+    )
+    assert options.status_code == 200 and options.get_json()["userVerification"] == "required"
+    before = count(app, LoginSession)  # the enrolment's
     response = passkey_login(http, authenticator, user_verified=False)
-    assert response.status_code == 302 and response.headers["Location"] == "/"
-    with app.app_context():
-        login = db.get_session().scalar(
-            select(LoginSession).where(LoginSession.revoked_at.is_(None))
-        )
-        assert login is not None and login.amr == ["hwk"]
+    assert response.status_code == 401
+    assert count(app, LoginSession) == before
+    [event] = [e for e in audit(app, "login_failure") if e.details.get("method") == "passkey"]
+    assert event.details["reason"] == "user_not_verified"
 
 
 def test_an_unsafe_next_is_ignored(http: FlaskClient, authenticator: SoftAuthenticator) -> None:
@@ -190,7 +193,7 @@ def test_the_login_page_loads_the_script_and_no_inline_one(http: FlaskClient) ->
 def test_a_forced_login_with_the_passkey_keeps_the_session(
     app: Flask, http: FlaskClient, authenticator: SoftAuthenticator
 ) -> None:
-    assert passkey_login(http, authenticator, user_verified=False).status_code == 302
+    assert passkey_login(http, authenticator).status_code == 302
     with app.app_context():
         live = select(LoginSession).where(LoginSession.revoked_at.is_(None))
         sid = db.get_session().scalar(live.with_only_columns(LoginSession.sid))
