@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import secrets
 import time
@@ -42,18 +43,29 @@ def assert_invalid_client(response: Any, *, basic: bool) -> None:
         assert_token_error(response, "invalid_client", response.status_code)
 
 
+@functools.cache
+def private_key(kind: str, slot: int) -> Any:
+    """One key per kind and slot for the run: an RSA key costs ~40 ms to generate.
+
+    Each test has its own database, so sharing key material between tests shares nothing else;
+    a test that needs two different keys takes two slots.
+    """
+    if kind == "RSA":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return ec.generate_private_key(ec.SECP256R1())
+
+
 class KeyPair:
     """A client's signing key: PyJWT signs, the IdP gets only the public JWK."""
 
-    def __init__(self, kind: str = "RSA") -> None:
+    def __init__(self, kind: str = "RSA", slot: int = 0) -> None:
         self.kid = secrets.token_hex(4)
+        self.private: Any = private_key(kind, slot)
         if kind == "RSA":
             self.alg = "RS256"
-            self.private: Any = rsa.generate_private_key(public_exponent=65537, key_size=2048)
             jwk = jwt.algorithms.RSAAlgorithm.to_jwk(self.private.public_key(), as_dict=True)
         else:
             self.alg = "ES256"
-            self.private = ec.generate_private_key(ec.SECP256R1())
             jwk = jwt.algorithms.ECAlgorithm.to_jwk(self.private.public_key(), as_dict=True)
         self.public_jwk = {**jwk, "kid": self.kid, "use": "sig", "alg": self.alg}
 
@@ -396,7 +408,7 @@ def _tampered(keys: KeyPair, client_id: str) -> str:
 
 
 def _wrong_key(keys: KeyPair, client_id: str) -> str:
-    other = KeyPair()
+    other = KeyPair(slot=1)
     other.kid = keys.kid  # same kid, other key: only the signature tells them apart
     return other.assertion(client_id)
 
@@ -518,7 +530,7 @@ def test_reused_jti_is_invalid_client(
 def test_same_jti_from_two_clients_is_no_replay(
     replay_cache: str, app: Flask, http: FlaskClient, keys: KeyPair
 ) -> None:
-    other_keys = KeyPair()
+    other_keys = KeyPair(slot=1)
     first = register_jwt_client(app, keys, "One")
     second = register_jwt_client(app, other_keys, "Two")
 
