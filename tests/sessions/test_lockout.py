@@ -291,7 +291,7 @@ def test_failed_client_assertions_count_per_client_and_per_ip(
 
     keys = KeyPair()
     client_id = register_jwt_client(app, keys)
-    forger = KeyPair()
+    forger = KeyPair(slot=1)  # another key under the same kid
     forger.kid = keys.kid
     form = {"grant_type": "client_credentials"}
     # No client_id in the form (RFC 7523 makes it optional): the assertion's sub is counted.
