@@ -243,6 +243,7 @@ def test_key_file_listed_but_deleted(
     assert {path.name: path.read_bytes() for path in keys_dir.iterdir()} == before
 
 
+@pytest.mark.backends("sqlite")  # the URL under test is SQLite's, whatever the run's database
 def test_mistyped_sqlite_url_creates_no_directories(env: dict[str, str], tmp_path: Path) -> None:
     typo = tmp_path / "instnace" / "data"
     env["IDP_DATABASE_URL"] = f"sqlite:///{typo / 'idp.sqlite3'}"
@@ -257,6 +258,7 @@ def test_mistyped_sqlite_url_creates_no_directories(env: dict[str, str], tmp_pat
     assert (typo / "idp.sqlite3").is_file()
 
 
+@pytest.mark.backends("sqlite")  # no database is opened: once is enough
 def test_help_hides_flask_options(env: dict[str, str], tmp_path: Path) -> None:
     result = idp("--help", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
