@@ -22,6 +22,7 @@ from tests.conftest import Clock
 from tests.conftest import TestUser
 from tests.conftest import make_user
 from tests.helpers import oidc
+from tests.helpers.oidc import Client
 from tests.tokens.conftest import bearer
 from tests.tokens.conftest import count_statements
 from tests.tokens.conftest import create_pat
@@ -47,6 +48,36 @@ def use(http: FlaskClient, token: str, ip: str, agent: str = AGENT) -> None:
         environ_base={"REMOTE_ADDR": ip},
     )
     assert response.status_code == 200, response.data
+
+
+def use_refresh_and_introspect(
+    app: Flask, http: FlaskClient, client_name: str, api_name: str, *, agent: str, checker_ip: str
+) -> tuple[Client, Client, dict[str, Any]]:
+    """An app uses its access token, refreshes it, and an API introspects the new one.
+
+    Return the app, the API and the app's first tokens.
+    """
+    client = oidc.register(app, client_name)
+    api = oidc.register(
+        app, api_name, redirect_uris=["https://api.example.com/unused"], is_resource_server=True
+    )
+    tokens = oidc.issue_tokens(http, client, "openid offline_access")
+    use(http, tokens["access_token"], "192.0.2.10", agent=agent)
+    refreshed = http.post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        auth=client.basic_auth,
+        environ_base={"REMOTE_ADDR": "192.0.2.11"},
+    )
+    assert refreshed.status_code == 200, refreshed.data
+    checked = http.post(
+        "/introspect",
+        data={"token": refreshed.get_json()["access_token"]},
+        auth=api.basic_auth,
+        environ_base={"REMOTE_ADDR": checker_ip},
+    )
+    assert checked.get_json()["active"] is True
+    return client, api, tokens
 
 
 def pat_for(app: Flask, user: TestUser) -> dict[str, Any]:
@@ -98,26 +129,9 @@ def test_rows_split_by_network_and_hour_not_by_address(
 def test_access_refresh_and_introspection_are_recorded(
     app: Flask, http: FlaskClient, logged_in: TestUser
 ) -> None:
-    client = oidc.register(app)
-    api = oidc.register(
-        app, "API", redirect_uris=["https://api.example.com/unused"], is_resource_server=True
+    client, api, _ = use_refresh_and_introspect(
+        app, http, "App", "API", agent=AGENT, checker_ip="10.1.2.3"
     )
-    tokens = oidc.issue_tokens(http, client, "openid offline_access")
-    use(http, tokens["access_token"], "192.0.2.10")
-    refreshed = http.post(
-        "/token",
-        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
-        auth=client.basic_auth,
-        environ_base={"REMOTE_ADDR": "192.0.2.11"},
-    )
-    assert refreshed.status_code == 200, refreshed.data
-    introspected = http.post(
-        "/introspect",
-        data={"token": refreshed.get_json()["access_token"]},
-        auth=api.basic_auth,
-        environ_base={"REMOTE_ADDR": "10.1.2.3"},
-    )
-    assert introspected.get_json()["active"] is True
     rows = usage_rows(app)
     assert [(r.token_kind, r.resource, r.network, r.introspected) for r in rows] == [
         ("access", "userinfo", "192.0.2.0/24", False),
@@ -176,26 +190,9 @@ def test_admin_api_lists_a_tokens_usage(app: Flask, http: FlaskClient, user: Tes
 def test_owner_sees_each_sessions_token_use_and_their_pats_on_the_sessions_page(
     app: Flask, http: FlaskClient, logged_in: TestUser
 ) -> None:
-    client = oidc.register(app, "Wiki")
-    api = oidc.register(
-        app, "Ledger API", redirect_uris=["https://api.example.com/unused"], is_resource_server=True
+    client, api, tokens = use_refresh_and_introspect(
+        app, http, "Wiki", "Ledger API", agent="wiki-server/1", checker_ip="198.51.100.4"
     )
-    tokens = oidc.issue_tokens(http, client, "openid offline_access")
-    use(http, tokens["access_token"], "192.0.2.10", agent="wiki-server/1")
-    refreshed = http.post(
-        "/token",
-        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
-        auth=client.basic_auth,
-        environ_base={"REMOTE_ADDR": "192.0.2.11"},
-    )
-    assert refreshed.status_code == 200, refreshed.data
-    checked = http.post(
-        "/introspect",
-        data={"token": refreshed.get_json()["access_token"]},
-        auth=api.basic_auth,
-        environ_base={"REMOTE_ADDR": "198.51.100.4"},
-    )
-    assert checked.get_json()["active"] is True
     pat = create_pat(app, logged_in.email, "--scope", "openid", name="backup job")
     use(http, pat["token"], "203.0.113.9", agent="backup/7")
     sign_in(app, logged_in, PHONE)  # another session: no token of these apps is its
