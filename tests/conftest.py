@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from urllib.parse import urlunsplit
 
 import pytest
+from _pytest.nodeid import NodeId
 from flask import Flask
 from flask.testing import FlaskClient
 from jinja2.bccache import Bucket
@@ -96,6 +97,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="all",
         help="database backend(s) to run the app tests on (default: all)",
     )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Make ``xdist_group`` marks group tests on one worker under ``--dist loadgroup``.
+
+    pytest-xdist 3.8 appends ``@group`` to ``item._nodeid``, which pytest 9.2 no longer reads
+    (``nodeid`` comes from ``item._id``), so the mark alone groups nothing
+    (xdist/remote.py, ``WorkerInteractor.pytest_collection_modifyitems``): set it here.
+    """
+    if not config.getvalue("loadgroup"):
+        return
+    for item in items:
+        groups = sorted({str(mark.args[0]) for mark in item.iter_markers("xdist_group")})
+        if groups and "@" not in item.nodeid:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")  # noqa: SLF001
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

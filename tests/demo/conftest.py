@@ -18,7 +18,6 @@ from urllib.parse import urljoin
 import jwt
 import pytest
 import requests
-from _pytest.nodeid import NodeId
 from flask import Flask
 from werkzeug.serving import make_server
 
@@ -64,18 +63,11 @@ def serving() -> Iterator[tuple[str, Dispatcher]]:
         server.server_close()
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep each module on one xdist worker (``--dist loadgroup``): it starts one IdP and apps.
-
-    pytest-xdist 3.8 marks the group by appending ``@group`` to ``item._nodeid``, which
-    pytest 9.2 no longer reads (``nodeid`` comes from ``item._id``), so the mark alone groups
-    nothing (xdist/remote.py ``pytest_collection_modifyitems``): the suffix is set here.
-    """
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep each module on one xdist worker (``--dist loadgroup``): it starts one IdP and apps."""
     for item in items:
         if item.path.parent == Path(__file__).parent:
             item.add_marker(pytest.mark.xdist_group(item.path.stem))
-            if config.getvalue("loadgroup") and "@" not in item.nodeid:
-                item._id = NodeId.parse(f"{item.nodeid}@{item.path.stem}")  # noqa: SLF001
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from collections.abc import Callable
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,10 @@ import requests
 
 from tests.conftest import require_service
 from tests.e2e.conftest import LiveIdp
+from tests.e2e.conftest import running_idp
+
+# One worker runs the module: it shares one live IdP.
+pytestmark = pytest.mark.xdist_group("interop")
 
 EMAIL = "alice@example.com"
 PASSWORD = "correct horse battery staple"
@@ -89,9 +94,21 @@ def sign_in(
     raise AssertionError(f"no redirect to {redirect_uri} after 10 steps, last at {url}")
 
 
+@pytest.fixture(scope="module")
+def live_idp(initialised_idp: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveIdp]:
+    """One ``idp serve`` with alice for the module (each start costs seconds).
+
+    Every test registers its own client, and each sign-in starts from a browser with no cookies.
+    """
+    with running_idp(initialised_idp, tmp_path_factory.mktemp("interop")) as live:
+        live.idp(
+            "user", "add", EMAIL, "--name", "Alice Liddell", "--password-stdin", stdin=PASSWORD
+        )
+        yield live
+
+
 def seed(live: LiveIdp, redirect_uri: str = REDIRECT_URI) -> dict[str, str]:
-    """Create alice and a trusted confidential client with the CLI; return its credentials."""
-    live.idp("user", "add", EMAIL, "--name", "Alice Liddell", "--password-stdin", stdin=PASSWORD)
+    """Register a trusted confidential client with the CLI; return its credentials."""
     created = live.idp(
         "client", "add", "Interop RP", "--redirect-uri", redirect_uri, "--trusted", "--json"
     )
