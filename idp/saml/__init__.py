@@ -26,7 +26,7 @@ NAMEID_TRANSIENT: Final = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
 NAMEID_EMAIL: Final = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
 NAMEID_UNSPECIFIED: Final = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"
 NAMEID_ENTITY: Final = "urn:oasis:names:tc:SAML:2.0:nameid-format:entity"
-# Metadata lists them in this order; persistent is the default (CONTRACT).
+# Metadata lists them in this order; persistent is the default.
 NAMEID_FORMATS: Final = (NAMEID_PERSISTENT, NAMEID_EMAIL, NAMEID_TRANSIENT, NAMEID_UNSPECIFIED)
 
 CM_BEARER: Final = "urn:oasis:names:tc:SAML:2.0:cm:bearer"

@@ -309,7 +309,7 @@ def issuable_name_id_formats(released: Sequence[str] | None) -> tuple[str, ...]:
 
 
 def default_name_id_format(formats: Sequence[str], released: Sequence[str] | None) -> str:
-    """Return the first listed format the IdP can issue to the SP, else persistent (CONTRACT)."""
+    """Return the first listed format the IdP can issue to the SP, else persistent."""
     issuable = issuable_name_id_formats(released)
     return next((item for item in formats if item in issuable), NAMEID_PERSISTENT)
 

@@ -143,7 +143,7 @@ def choose_name_id_format(
 ) -> str:
     """Return the NameID format to issue, honouring NameIDPolicy (SAML Core §3.4.1.1).
 
-    A requested format the IdP can issue for the SP (CONTRACT: transient and persistent always,
+    A requested format the IdP can issue for the SP (transient and persistent always,
     emailAddress only where ``mail`` is released); none or unspecified: the SP's ``setting``,
     or persistent if that setting would reveal an e-mail address the SP may not see.
 

@@ -347,7 +347,7 @@ def test_a_hint_from_another_session_ends_that_one_and_asks_about_this_one(
         http, id_token_hint=other_tokens["id_token"], post_logout_redirect_uri=LOGGED_OUT
     )
 
-    # The session the hint names ends (CONTRACT: with or without the browser's cookie) ...
+    # The session the hint names ends (documented: with or without the browser's cookie) ...
     assert rx.login_row(app, other_tokens["claims"]["sid"]).revoked_reason == "rp_logout"
     assert other.get("/").status_code == 302
     rx.assert_tokens_dead(other, notes, other_tokens)
