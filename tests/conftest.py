@@ -107,7 +107,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     (``nodeid`` comes from ``item._id``), so the mark alone groups nothing
     (xdist/remote.py, ``WorkerInteractor.pytest_collection_modifyitems``): set it here.
     """
-    if not config.getvalue("loadgroup"):
+    if not config.getoption("loadgroup", default=False):
         return
     for item in items:
         groups = sorted({str(mark.args[0]) for mark in item.iter_markers("xdist_group")})
