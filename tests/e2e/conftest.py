@@ -171,3 +171,30 @@ def screenshots(request: pytest.FixtureRequest) -> Path:
     path = RESULTS / request.node.name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+REPORT_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", function (event) {
+  console.error("CSP violation: " + event.violatedDirective + " blocked " + event.blockedURI);
+});
+"""
+
+
+class Watch:
+    """The console lines that tell of a blocked resource, and uncaught script errors."""
+
+    def __init__(self, page: Any) -> None:
+        self.problems: list[str] = []
+        page.add_init_script(REPORT_VIOLATIONS)
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.problems.append(f"script error: {error}"))
+
+    def _console(self, message: Any) -> None:
+        text = message.text
+        if "Content Security Policy" in text or text.startswith("CSP violation"):
+            self.problems.append(f"{message.page.url if message.page else ''}: {text}")
+
+
+@pytest.fixture
+def watch(browser_page: Any) -> Watch:
+    return Watch(browser_page)

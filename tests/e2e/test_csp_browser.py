@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import LiveIdp
+from tests.e2e.conftest import Watch
 from tests.e2e.conftest import running_idp
 from tests.helpers import oidc
 from tests.helpers import receiver as rx
@@ -28,11 +29,6 @@ pytestmark = pytest.mark.e2e
 
 ADMIN = ("admin@example.com", "admin password for the browser")
 TOTP_USER = ("tom@example.com", "tom's password for the browser")
-REPORT_VIOLATIONS = """
-document.addEventListener("securitypolicyviolation", function (event) {
-  console.error("CSP violation: " + event.violatedDirective + " blocked " + event.blockedURI);
-});
-"""
 ACCOUNT_PAGES = ["/account/", "/account/sessions", "/account/tokens", "/account/security"]
 ADMIN_PAGES = ["/admin/", "/admin/users", "/admin/apps", "/admin/sessions", "/admin/keys"]
 
@@ -58,26 +54,6 @@ def live(
                 stdin=password + "\n")  # fmt: skip
         secret = json.loads(idp.idp("user", "totp", "enroll", email, "--json").stdout)["secret"]
         yield idp, app, {**json.loads(added.stdout), "totp_secret": secret}
-
-
-class Watch:
-    """The console lines that tell of a blocked resource, and uncaught script errors."""
-
-    def __init__(self, page: Any) -> None:
-        self.problems: list[str] = []
-        page.add_init_script(REPORT_VIOLATIONS)
-        page.on("console", self._console)
-        page.on("pageerror", lambda error: self.problems.append(f"script error: {error}"))
-
-    def _console(self, message: Any) -> None:
-        text = message.text
-        if "Content Security Policy" in text or text.startswith("CSP violation"):
-            self.problems.append(f"{message.page.url if message.page else ''}: {text}")
-
-
-@pytest.fixture
-def watch(browser_page: Any) -> Watch:
-    return Watch(browser_page)
 
 
 def test_every_main_page_works_under_the_policy_in_chromium(

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import LiveIdp
+from tests.e2e.conftest import Watch
 from tests.e2e.conftest import running_idp
 
 pytestmark = pytest.mark.e2e
@@ -25,7 +26,7 @@ def localhost_idp(initialised_idp: Path, tmp_path: Path) -> Iterator[LiveIdp]:
 
 
 def test_register_then_sign_in_with_a_passkey_in_chromium(
-    localhost_idp: LiveIdp, browser_page: Any, screenshots: Path
+    localhost_idp: LiveIdp, browser_page: Any, watch: Watch, screenshots: Path
 ) -> None:
     live = localhost_idp
     live.idp(
@@ -33,14 +34,6 @@ def test_register_then_sign_in_with_a_passkey_in_chromium(
         stdin="wonderland\n",
     )  # fmt: skip
     page = browser_page
-    csp_reports: list[str] = []
-    page.on(
-        "console",
-        lambda message: (
-            csp_reports.append(message.text) if "Content Security Policy" in message.text else None
-        ),
-    )
-    page.on("pageerror", lambda error: csp_reports.append(f"page error: {error}"))
     cdp = page.context.new_cdp_session(page)
     cdp.send("WebAuthn.enable", {"enableUI": False})
     authenticator = cdp.send(
@@ -83,7 +76,7 @@ def test_register_then_sign_in_with_a_passkey_in_chromium(
     page.screenshot(path=str(screenshots / "3-signed-in-with-passkey.png"), full_page=True)
     sessions = live.idp("session", "list", "--json").stdout
     assert "alice@example.com" in sessions
-    assert csp_reports == []
+    assert watch.problems == []
 
     # The listener does see a violation: an inline script is refused and reported.
     page.evaluate(
@@ -91,5 +84,5 @@ def test_register_then_sign_in_with_a_passkey_in_chromium(
         " s.textContent = 'window.inline = 1'; document.body.appendChild(s); }"
     )
     page.wait_for_timeout(100)
-    assert any("Content Security Policy" in report for report in csp_reports)
+    assert any("Content Security Policy" in report for report in watch.problems)
     assert page.evaluate("() => window.inline") is None
