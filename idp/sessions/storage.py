@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select
 from sqlalchemy import delete
@@ -60,6 +61,16 @@ def list_unexpired_logins(
     return list(db.get_session().scalars(query.order_by(LoginSession.created_at.desc())))
 
 
+def _live(query: Select[Any], now: datetime, idle_cutoff: datetime) -> Select[Any]:
+    """Narrow ``query`` to sessions of enabled users that are neither ended nor expired."""
+    return query.join(User, LoginSession.user_id == User.id).where(
+        LoginSession.revoked_at.is_(None),
+        LoginSession.expires_at > now,
+        LoginSession.last_seen_at > idle_cutoff,
+        User.is_disabled.is_(False),
+    )
+
+
 def page_live_logins(
     now: datetime,
     idle_cutoff: datetime,
@@ -70,16 +81,7 @@ def page_live_logins(
 ) -> list[LoginSession]:
     """Return live sessions of enabled users, newest (highest id) first, ids below ``before``."""
     query = (
-        select(LoginSession)
-        .join(User, LoginSession.user_id == User.id)
-        .where(
-            LoginSession.revoked_at.is_(None),
-            LoginSession.expires_at > now,
-            LoginSession.last_seen_at > idle_cutoff,
-            User.is_disabled.is_(False),
-        )
-        .order_by(LoginSession.id.desc())
-        .limit(limit)
+        _live(select(LoginSession), now, idle_cutoff).order_by(LoginSession.id.desc()).limit(limit)
     )
     if user is not None:
         query = query.where(LoginSession.user_id == user.id)
@@ -90,17 +92,7 @@ def page_live_logins(
 
 def count_live_logins(now: datetime, idle_cutoff: datetime) -> int:
     """Return how many sessions of enabled users are neither ended nor expired."""
-    query = (
-        select(func.count())
-        .select_from(LoginSession)
-        .join(User, LoginSession.user_id == User.id)
-        .where(
-            LoginSession.revoked_at.is_(None),
-            LoginSession.expires_at > now,
-            LoginSession.last_seen_at > idle_cutoff,
-            User.is_disabled.is_(False),
-        )
-    )
+    query = _live(select(func.count()).select_from(LoginSession), now, idle_cutoff)
     return db.get_session().scalar(query) or 0
 
 
