@@ -81,11 +81,11 @@ def test_every_main_page_works_under_the_policy_in_chromium(
     page.fill("input#name", "browser script")
     page.check("input[name=scope][value=openid]")
     page.click("button[value=create]")
-    assert "idp_pat_" in page.content()
+    assert page.wait_for_selector("#new-token").inner_text().startswith("idp_pat_")
     page.goto(f"{idp.url}/admin/audit")
     page.fill("input[name=type]", "login_success")
     page.click("form.filters button[type=submit]")
-    assert "login_success" in page.url
+    page.wait_for_url("**type=login_success**")
 
     # Consent, then the form_post page: static/continue.js posts the code to the app.
     verifier, challenge = oidc.pkce_pair()

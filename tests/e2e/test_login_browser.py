@@ -47,6 +47,7 @@ def test_sign_in_and_out_in_chromium(
 
     page.click("text=Sign out")
     page.click("button[type=submit]")
-    assert "You are signed out" in page.content()
+    # click() does not wait for the navigation it starts: wait for the page it leads to.
+    page.wait_for_selector("text=You are signed out")
     page.goto(f"{live_idp.url}/")
     assert page.url.startswith(f"{live_idp.url}/login")

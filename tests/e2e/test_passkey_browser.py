@@ -66,7 +66,7 @@ def test_register_then_sign_in_with_a_passkey_in_chromium(
 
     page.click("text=Sign out")
     page.click("button[type=submit]")
-    assert "You are signed out" in page.content()
+    page.wait_for_selector("text=You are signed out")
 
     page.goto(f"{live.url}/login?next=/account/security")
     page.screenshot(path=str(screenshots / "2-login-page.png"))

@@ -51,7 +51,7 @@ def test_set_up_totp_then_sign_in_with_a_code(
     assert len(codes) == 10
     page.screenshot(path=str(screenshots / "2-recovery-codes.png"), full_page=True)
     page.click("#continue")
-    assert "unused recovery code(s) left" in page.content()
+    page.wait_for_selector("text=unused recovery code(s) left")
 
     page.goto(f"{live_idp.url}/logout")
     page.click("button[type=submit]")
