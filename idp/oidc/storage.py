@@ -52,6 +52,22 @@ def _lookup_client(client_id: str) -> OAuthClient | None:
     return client
 
 
+def preload_clients(client_ids: list[str]) -> None:
+    """Look up many clients in one SELECT, so the :func:`get_client` calls that follow ask none."""
+    session = db.get_session()
+    clients = _request_cache(session, "clients")
+    wanted = {
+        client_id
+        for client_id in client_ids
+        if client_id not in clients or clients[client_id] not in session
+    }
+    if wanted:
+        for client in session.scalars(
+            select(OAuthClient).where(OAuthClient.client_id.in_(sorted(wanted)))
+        ):
+            clients[client.client_id] = client
+
+
 def client_id_exists(client_id: str) -> bool:
     """Return whether any client (even disabled) has this ``client_id``."""
     found = db.get_session().scalar(
@@ -282,11 +298,11 @@ def list_issuances_of_logins(login_session_ids: list[int]) -> list[tuple[int, in
     return [(int(a or 0), b, c, d) for a, b, c, d in db.get_session().execute(query)]
 
 
-def revoke_tokens_of_login(login_session_id: int, now: datetime) -> int:
-    """Revoke every token issued in a login session."""
+def revoke_tokens_of_logins(login_session_ids: list[int], now: datetime) -> int:
+    """Revoke every token issued in these login sessions; return how many were live."""
     result = db.get_session().execute(
         update(OAuthToken)
-        .where(OAuthToken.login_session_id == login_session_id, OAuthToken.revoked_at.is_(None))
+        .where(OAuthToken.login_session_id.in_(login_session_ids), OAuthToken.revoked_at.is_(None))
         .values(revoked_at=now)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

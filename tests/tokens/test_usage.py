@@ -23,8 +23,8 @@ from tests.conftest import TestUser
 from tests.conftest import make_user
 from tests.helpers import oidc
 from tests.helpers.oidc import Client
+from tests.helpers.rows import count_statements
 from tests.tokens.conftest import bearer
-from tests.tokens.conftest import count_statements
 from tests.tokens.conftest import create_pat
 
 AGENT = "ci-script/1.0"
