@@ -92,17 +92,9 @@ def get_registry(app: Flask | None = None) -> LogoutRegistry:
     return registry
 
 
-def join(login: LoginSession, protocol: str, rp: str) -> SessionParticipant:
+def join(login: LoginSession, protocol: str, rp: str) -> None:
     """Record that ``rp`` received tokens or assertions in ``login``; the caller commits."""
-    now = db.now()
-    participant = storage.get_participant(login, protocol, rp)
-    if participant is None:
-        participant = SessionParticipant(
-            login_session_id=login.id, protocol=protocol, rp=rp, joined_at=now, last_seen_at=now
-        )
-        storage.add_participant(participant)
-    participant.last_seen_at = now
-    return participant
+    storage.record_participant(login.id, protocol, rp, db.now())
 
 
 def mark_logged_out(joined: Sequence[SessionParticipant]) -> None:

@@ -9,6 +9,8 @@ from sqlalchemy import Select
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
 
 from idp import db
 from idp.models.login import LoginSession
@@ -138,18 +140,46 @@ def purge_logins(before: datetime) -> int:
     return db.delete_batch(LoginSession.id, LoginSession.revoked_at < before)
 
 
-def get_participant(login: LoginSession, protocol: str, rp: str) -> SessionParticipant | None:
-    return db.get_session().scalar(
+def record_participant(login_session_id: int, protocol: str, rp: str, now: datetime) -> None:
+    """Record that ``rp`` joined a session, or was seen in it again: one statement.
+
+    ``INSERT … ON CONFLICT DO UPDATE``: two first tokens of one app at once both succeed.
+    """
+    session = db.get_session()
+    dialect = session.get_bind().dialect.name
+    values = {
+        "login_session_id": login_session_id,
+        "protocol": protocol,
+        "rp": rp,
+        "joined_at": now,
+        "last_seen_at": now,
+    }
+    if dialect in ("postgresql", "sqlite"):
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = insert(SessionParticipant).values(**values)
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[
+                    SessionParticipant.login_session_id,
+                    SessionParticipant.protocol,
+                    SessionParticipant.rp,
+                ],
+                set_={"last_seen_at": statement.excluded.last_seen_at},
+            )
+        )
+        return
+    # No portable upsert: read, then insert or update.
+    participant = session.scalar(
         select(SessionParticipant).where(
-            SessionParticipant.login_session_id == login.id,
+            SessionParticipant.login_session_id == login_session_id,
             SessionParticipant.protocol == protocol,
             SessionParticipant.rp == rp,
         )
     )
-
-
-def add_participant(participant: SessionParticipant) -> None:
-    db.get_session().add(participant)
+    if participant is None:
+        session.add(SessionParticipant(**values))
+    else:
+        participant.last_seen_at = now
 
 
 def set_logged_out(participant_ids: list[int], now: datetime) -> None:
