@@ -192,12 +192,33 @@ def get_token_by_jti(jti: str) -> OAuthToken | None:
     )
 
 
+def _granted_scope_of(family_id: Any) -> Any:
+    """Return the scope of a refresh family's first issuance (the grant itself), as SQL."""
+    root = aliased(OAuthToken)
+    return (
+        select(root.scope)
+        .where(root.family_id == family_id, root.parent_id.is_(None))
+        .order_by(root.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
 def get_token_by_refresh_token(refresh_token: str) -> OAuthToken | None:
-    return db.get_session().scalar(
-        select(OAuthToken)
+    """Return the issuance of a refresh token; its family's granted scope comes along."""
+    session = db.get_session()
+    found = session.execute(
+        select(OAuthToken, _granted_scope_of(OAuthToken.family_id))
         .where(OAuthToken.refresh_token_hash == hash_secret(refresh_token))
         .options(*_TOKEN_LOADS)
-    )
+    ).first()
+    if found is None:
+        return None
+    token, granted = found
+    if granted is not None:
+        _request_cache(session, "granted_scopes")[token.family_id] = granted
+    result: OAuthToken = token
+    return result
 
 
 def get_child_tokens(token: OAuthToken) -> list[OAuthToken]:
@@ -209,25 +230,19 @@ def get_child_tokens(token: OAuthToken) -> list[OAuthToken]:
     )
 
 
-def get_family_root(family_id: str) -> OAuthToken | None:
-    """Return the first issuance of a refresh family: the one the grant itself produced.
+def get_granted_scope(family_id: str) -> str | None:
+    """Return the scope of a refresh family's first issuance: the one the grant produced.
 
-    It never changes: one query per request however often it is asked.
+    It never changes: asked at most once per request (none after the refresh token lookup).
     """
     session = db.get_session()
-    roots = _request_cache(session, "family_roots")
-    root: OAuthToken | None = roots.get(family_id)
-    if root is None:
-        root = session.scalar(
-            select(OAuthToken)
-            .where(OAuthToken.family_id == family_id, OAuthToken.parent_id.is_(None))
-            .order_by(OAuthToken.id)
-            .limit(1)
-            .options(*_TOKEN_LOADS)
-        )
-        if root is not None:
-            roots[family_id] = root
-    return root
+    scopes = _request_cache(session, "granted_scopes")
+    scope: str | None = scopes.get(family_id)
+    if scope is None:
+        scope = session.scalar(select(_granted_scope_of(family_id)))
+        if scope is not None:
+            scopes[family_id] = scope
+    return scope
 
 
 def claim_code(code_id: int, now: datetime) -> bool:
