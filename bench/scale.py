@@ -65,7 +65,7 @@ def main() -> int:
             db.upgrade_database(db.get_database(app).engine)
             driver.seed(url, args.users, args.sessions)
             per_user = args.sessions // args.users
-            statements = {"list": 0, "revoke": 0}
+            statements = {"list": 0, "revoke": 0, "other": 0}
             current = ["list"]
             # Time per statement of the revoke (its first words), and of its commit.
             spent: dict[str, list[float]] = {}
@@ -97,6 +97,7 @@ def main() -> int:
             picks = random.sample(range(1, args.users + 1), args.rounds)
             for number in picks:
                 with app.app_context():
+                    current[0] = "other"
                     session = db.get_session()
                     email = f"user{number}@scale.example"
                     user = session.scalar(select(User).where(User.email == email))

@@ -162,9 +162,18 @@ def after_sessions_ended(logins: Sequence[LoginSession]) -> None:
 # -- the back-channel delivery queue, shared by the protocols ----------------------------------
 
 
+# The sessions this database session queued deliveries of, for deliver_for after the commit.
+_QUEUED = "idp.logout.queued"
+
+
 def _enqueue(queued: Sequence[tuple[str, Delivery]]) -> None:
     """Queue back-channel logouts (protocol, delivery) in one INSERT; the caller commits."""
+    if not queued:
+        return
     now = db.now()
+    db.get_session().info.setdefault(_QUEUED, set()).update(
+        delivery.login_session_id for _, delivery in queued
+    )
     storage.add_logout_deliveries(
         [
             {
@@ -253,7 +262,11 @@ def _attempt(deliveries: Sequence[LogoutDelivery]) -> None:
 
 def deliver_for(logins: Sequence[LoginSession]) -> None:
     """Deliver the queued logouts of sessions that just ended (post-commit hook)."""
-    _attempt(storage.claim_new_deliveries([login.id for login in logins]))
+    # Sessions whose apps hear of nothing by back-channel cost no query here.
+    queued: set[int] = db.get_session().info.pop(_QUEUED, set())
+    ids = [login.id for login in logins if login.id in queued]
+    if ids:
+        _attempt(storage.claim_new_deliveries(ids))
 
 
 def deliver_due() -> int:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.orm import lazyload
 
 from idp import db
 from idp.models.login import LoginSession
@@ -80,7 +81,8 @@ def list_unexpired_logins(
         LoginSession.revoked_at.is_(None), LoginSession.expires_at > now
     )
     if user is not None:
-        query = query.where(LoginSession.user_id == user.id)
+        # The user is in the identity map already: no join, and no second load of its groups.
+        query = query.where(LoginSession.user_id == user.id).options(lazyload(LoginSession.user))
     if keep is not None:
         query = query.where(LoginSession.id != keep.id)
     return list(db.get_session().scalars(query.order_by(LoginSession.created_at.desc())))
