@@ -204,11 +204,7 @@ def end_logins(
 ) -> list[LoginSession]:
     """End login sessions everywhere in one transaction; commit. Return the ones this call ended.
 
-    Every way a session ends comes here, for one session or many: one conditional UPDATE of
-    the sessions, one INSERT of their ``session_revoked`` audit rows, and each protocol's
-    handler (tokens revoked, logout messages queued) in one statement per table whatever the
-    number of sessions; after the commit the back-channel deliveries go out. ``initiator``
-    (protocol, rp) asked for the end itself: it is sent no back-channel logout.
+    ``initiator`` (protocol, rp) asked for the end itself: it is sent no back-channel logout.
     ``also_record``: an audit event recorded for each of ``logins`` in the same transaction
     (the logout form's ``logout``), ended now or before.
     """
@@ -218,17 +214,33 @@ def end_logins(
     # Another worker (a sweep, an admin) ended the others first: only ours go on to delivery.
     storage.reload_logins([login.id for login in candidates if login.id not in won])
     ended = [login for login in candidates if login.id in won]
-    events: list[tuple[str, dict[str, Any]]] = []
     for login in ended:
         set_committed_value(login, "revoked_at", now)
         set_committed_value(login, "revoked_reason", reason)
-        events.append(
-            ("session_revoked", {"user_id": login.user_id, "sid": login.sid, "reason": reason})
-        )
-    if also_record is not None:
-        events.extend(
-            (also_record, {"user_id": login.user_id, "sid": login.sid}) for login in logins
-        )
+    also = [] if also_record is None else [(also_record, login) for login in logins]
+    return _finish_ending(ended, reason, initiator=initiator, also=also)
+
+
+def _finish_ending(
+    ended: list[LoginSession],
+    reason: str,
+    *,
+    initiator: tuple[str, str] | None = None,
+    also: Sequence[tuple[str, LoginSession]] = (),
+) -> list[LoginSession]:
+    """Finish ending sessions this transaction just marked ended; commit; deliver. Return them.
+
+    Every way a session ends comes here, for one session or many, once the conditional
+    UPDATE has said which sessions this call ended: one INSERT of their ``session_revoked``
+    audit rows (and of ``also``'s events), and each protocol's handler (tokens revoked,
+    logout messages queued) in one statement per table whatever the number of sessions;
+    after the commit the back-channel deliveries go out.
+    """
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("session_revoked", {"user_id": login.user_id, "sid": login.sid, "reason": reason})
+        for login in ended
+    ]
+    events.extend((event, {"user_id": login.user_id, "sid": login.sid}) for event, login in also)
     audit.record_many(events)
     # Protocols revoke their tokens and queue their logout messages in this transaction.
     logout.on_sessions_ended(ended, reason, initiator=initiator)
@@ -266,7 +278,7 @@ def revoke_user_sessions(
     user: User, reason: str, *, keep: LoginSession | None = None
 ) -> list[LoginSession]:
     """End every live session of ``user`` except ``keep``; commit. Return the ended ones."""
-    return end_logins(storage.list_unexpired_logins(db.now(), user, keep=keep), reason)
+    return _finish_ending(storage.end_user_logins(user, db.now(), reason, keep=keep), reason)
 
 
 def expire_stale_logins() -> list[LoginSession]:
