@@ -28,6 +28,8 @@ from sqlalchemy import delete
 from sqlalchemy import event
 from sqlalchemy import insert
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -193,6 +195,25 @@ def insert_rows(model: type[Base], rows: Sequence[Mapping[str, Any]]) -> None:
     """
     for first in range(0, len(rows), INSERT_BATCH):
         get_session().execute(insert(model).values(list(rows[first : first + INSERT_BATCH])))
+
+
+def build_upserts(
+    model: type[Base],
+    index_elements: Sequence[InstrumentedAttribute[Any]],
+    set_: Callable[[Any], Mapping[str, Any]],
+) -> dict[str, Any]:
+    """Return ``INSERT … ON CONFLICT (index_elements) DO UPDATE SET set_(excluded)`` by dialect.
+
+    For the two dialects that have it (PostgreSQL, SQLite), built once at import: a hot path
+    only binds the row's values (``session.execute(statement, values)``).
+    """
+    built = {}
+    for name, insert_of in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert)):
+        statement = insert_of(model)
+        built[name] = statement.on_conflict_do_update(
+            index_elements=list(index_elements), set_=dict(set_(statement.excluded))
+        )
+    return built
 
 
 # The periodic sweep deletes rows this long after they stopped mattering (expired, ended,

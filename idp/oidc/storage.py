@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import select
 from sqlalchemy import update
@@ -21,6 +22,27 @@ from idp.models.oidc import Consent
 from idp.models.oidc import OAuthClient
 from idp.models.oidc import OAuthToken
 from idp.models.oidc import hash_secret
+
+# The statements of the token endpoint, /authorize and /userinfo, built once: each request
+# only binds its values (SQLAlchemy then also reuses the statement's cache key).
+_CLIENT_BY_ID = select(OAuthClient).where(OAuthClient.client_id == bindparam("client_id"))
+_CODE_BY_HASH = (
+    select(AuthorizationCode)
+    .where(
+        AuthorizationCode.code_hash == bindparam("code_hash"),
+        AuthorizationCode.client_id == bindparam("client_id"),
+    )
+    .options(joinedload(AuthorizationCode.login).lazyload(LoginSession.user))
+)
+_CODE_WITH_NONCE = select(AuthorizationCode.id).where(
+    AuthorizationCode.client_id == bindparam("client_id"),
+    AuthorizationCode.nonce == bindparam("nonce"),
+)
+_CLAIM_CODE = (
+    update(AuthorizationCode)
+    .where(AuthorizationCode.id == bindparam("code_id"), AuthorizationCode.used_at.is_(None))
+    .values(used_at=bindparam("now"))
+)
 
 
 def get_client(client_id: str) -> OAuthClient | None:
@@ -46,7 +68,7 @@ def _lookup_client(client_id: str) -> OAuthClient | None:
     clients = _request_cache(session, "clients")
     client: OAuthClient | None = clients.get(client_id)
     if client is None or client not in session:
-        client = session.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
+        client = session.scalar(_CLIENT_BY_ID, {"client_id": client_id})
         if client is not None:
             clients[client_id] = client
     return client
@@ -147,12 +169,7 @@ def add_code(code: AuthorizationCode) -> None:
 def get_code(code: str, client_id: str) -> AuthorizationCode | None:
     """Return the code issued to ``client_id`` (used or not), or None."""
     return db.get_session().scalar(
-        select(AuthorizationCode)
-        .where(
-            AuthorizationCode.code_hash == hash_secret(code),
-            AuthorizationCode.client_id == client_id,
-        )
-        .options(joinedload(AuthorizationCode.login).lazyload(LoginSession.user))
+        _CODE_BY_HASH, {"code_hash": hash_secret(code), "client_id": client_id}
     )
 
 
@@ -166,11 +183,7 @@ def nonce_was_used(client_id: str, nonce: str) -> bool:
     unused = _request_cache(session, "unused_nonces")
     if (client_id, nonce) in unused:
         return False
-    found = session.scalar(
-        select(AuthorizationCode.id).where(
-            AuthorizationCode.client_id == client_id, AuthorizationCode.nonce == nonce
-        )
-    )
+    found = session.scalar(_CODE_WITH_NONCE, {"client_id": client_id, "nonce": nonce})
     if found is None:
         unused[(client_id, nonce)] = True
     return found is not None
@@ -186,10 +199,11 @@ def add_token(token: OAuthToken) -> None:
 _TOKEN_LOADS = (joinedload(OAuthToken.login).lazyload(LoginSession.user),)
 
 
+_TOKEN_BY_JTI = select(OAuthToken).where(OAuthToken.jti == bindparam("jti")).options(*_TOKEN_LOADS)
+
+
 def get_token_by_jti(jti: str) -> OAuthToken | None:
-    return db.get_session().scalar(
-        select(OAuthToken).where(OAuthToken.jti == jti).options(*_TOKEN_LOADS)
-    )
+    return db.get_session().scalar(_TOKEN_BY_JTI, {"jti": jti})
 
 
 def _granted_scope_of(family_id: Any) -> Any:
@@ -204,13 +218,19 @@ def _granted_scope_of(family_id: Any) -> Any:
     )
 
 
+_TOKEN_BY_REFRESH_HASH = (
+    select(OAuthToken, _granted_scope_of(OAuthToken.family_id))
+    .where(OAuthToken.refresh_token_hash == bindparam("refresh_token_hash"))
+    .options(*_TOKEN_LOADS)
+)
+_GRANTED_SCOPE = select(_granted_scope_of(bindparam("family_id")))
+
+
 def get_token_by_refresh_token(refresh_token: str) -> OAuthToken | None:
     """Return the issuance of a refresh token; its family's granted scope comes along."""
     session = db.get_session()
     found = session.execute(
-        select(OAuthToken, _granted_scope_of(OAuthToken.family_id))
-        .where(OAuthToken.refresh_token_hash == hash_secret(refresh_token))
-        .options(*_TOKEN_LOADS)
+        _TOKEN_BY_REFRESH_HASH, {"refresh_token_hash": hash_secret(refresh_token)}
     ).first()
     if found is None:
         return None
@@ -239,7 +259,7 @@ def get_granted_scope(family_id: str) -> str | None:
     scopes = _request_cache(session, "granted_scopes")
     scope: str | None = scopes.get(family_id)
     if scope is None:
-        scope = session.scalar(select(_granted_scope_of(family_id)))
+        scope = session.scalar(_GRANTED_SCOPE, {"family_id": family_id})
         if scope is not None:
             scopes[family_id] = scope
     return scope
@@ -250,36 +270,37 @@ def claim_code(code_id: int, now: datetime) -> bool:
 
     One conditional UPDATE, so two concurrent redemptions cannot both succeed.
     """
-    result = db.get_session().execute(
-        update(AuthorizationCode)
-        .where(AuthorizationCode.id == code_id, AuthorizationCode.used_at.is_(None))
-        .values(used_at=now)
-    )
+    result = db.get_session().execute(_CLAIM_CODE, {"code_id": code_id, "now": now})
     return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
 
 
-def _update_live_token(token_id: int, **values: datetime) -> bool:
+def _update_live_token(column: str) -> Any:
     # One conditional UPDATE: of two concurrent callers exactly one sees rowcount 1.
-    result = db.get_session().execute(
+    return (
         update(OAuthToken)
         .where(
-            OAuthToken.id == token_id,
+            OAuthToken.id == bindparam("token_id"),
             OAuthToken.rotated_at.is_(None),
             OAuthToken.revoked_at.is_(None),
         )
-        .values(**values)
+        .values({column: bindparam("now")})
     )
-    return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
+
+
+_CLAIM_ROTATION = _update_live_token("rotated_at")
+_REVOKE_UNUSED = _update_live_token("revoked_at")
 
 
 def claim_rotation(token_id: int, now: datetime) -> bool:
     """Mark a live refresh token rotated; return whether this caller won it."""
-    return _update_live_token(token_id, rotated_at=now)
+    result = db.get_session().execute(_CLAIM_ROTATION, {"token_id": token_id, "now": now})
+    return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
 
 
 def revoke_unused_token(token_id: int, now: datetime) -> bool:
     """Revoke a token that is neither revoked nor rotated; return whether this caller did."""
-    return _update_live_token(token_id, revoked_at=now)
+    result = db.get_session().execute(_REVOKE_UNUSED, {"token_id": token_id, "now": now})
+    return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
 
 
 def revoke_family(family_id: str, now: datetime) -> int:

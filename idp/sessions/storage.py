@@ -9,8 +9,6 @@ from sqlalchemy import Select
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import update
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import lazyload
 
 from idp import db
@@ -175,13 +173,20 @@ def purge_logins(before: datetime) -> int:
     return db.delete_batch(LoginSession.id, LoginSession.revoked_at < before)
 
 
+# Built once per dialect: every token response and assertion runs it.
+_RECORD_PARTICIPANT = db.build_upserts(
+    SessionParticipant,
+    [SessionParticipant.login_session_id, SessionParticipant.protocol, SessionParticipant.rp],
+    lambda excluded: {"last_seen_at": excluded.last_seen_at},
+)
+
+
 def record_participant(login_session_id: int, protocol: str, rp: str, now: datetime) -> None:
     """Record that ``rp`` joined a session, or was seen in it again: one statement.
 
     ``INSERT … ON CONFLICT DO UPDATE``: two first tokens of one app at once both succeed.
     """
     session = db.get_session()
-    dialect = session.get_bind().dialect.name
     values = {
         "login_session_id": login_session_id,
         "protocol": protocol,
@@ -189,19 +194,9 @@ def record_participant(login_session_id: int, protocol: str, rp: str, now: datet
         "joined_at": now,
         "last_seen_at": now,
     }
-    if dialect in ("postgresql", "sqlite"):
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert(SessionParticipant).values(**values)
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[
-                    SessionParticipant.login_session_id,
-                    SessionParticipant.protocol,
-                    SessionParticipant.rp,
-                ],
-                set_={"last_seen_at": statement.excluded.last_seen_at},
-            )
-        )
+    upsert = _RECORD_PARTICIPANT.get(session.get_bind().dialect.name)
+    if upsert is not None:
+        session.execute(upsert, values)
         return
     # No portable upsert: read, then insert or update.
     participant = session.scalar(
