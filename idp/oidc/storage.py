@@ -194,7 +194,7 @@ def add_token(token: OAuthToken) -> None:
     db.get_session().flush()
 
 
-# A token's login belongs to the token's user: that user (and its groups) is loaded once, through
+# A token's login belongs to the token's user: that user is loaded once, through
 # ``token.user``; ``token.login.user`` then comes from the session's identity map, no query.
 _TOKEN_LOADS = (joinedload(OAuthToken.login).lazyload(LoginSession.user),)
 

@@ -112,7 +112,7 @@ def list_unexpired_logins(
         LoginSession.revoked_at.is_(None), LoginSession.expires_at > now
     )
     if user is not None:
-        # The user is in the identity map already: no join, and no second load of its groups.
+        # The user is in the identity map already: no join.
         query = query.where(LoginSession.user_id == user.id).options(lazyload(LoginSession.user))
     if keep is not None:
         query = query.where(LoginSession.id != keep.id)
