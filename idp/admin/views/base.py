@@ -10,8 +10,6 @@ deleting a user need a recent login.
 
 from __future__ import annotations
 
-from datetime import UTC
-from datetime import datetime
 from datetime import timedelta
 from typing import Any
 
@@ -19,34 +17,16 @@ from flask import Blueprint
 from flask import abort
 from flask import flash
 from flask import redirect
-from flask import render_template
 from flask import request
 from flask.typing import ResponseReturnValue
-from markupsafe import Markup
 from werkzeug.wrappers import Response
 
 from idp import audit
 from idp import csrf
 from idp import db
 from idp import headers
-from idp.admin import charts
-from idp.attributes import BY_CLAIM
-from idp.errors import InvalidInputError
-from idp.errors import NotFoundError
-from idp.inputs import is_clean
-from idp.keys import service as keys
-from idp.mfa import service as mfa
 from idp.models.login import LoginSession
-from idp.models.token import PersonalAccessToken
-from idp.oidc import clients
-from idp.passkeys import service as passkeys
-from idp.saml import registration as sps
 from idp.sessions import service as sessions
-from idp.settings import PAT_SCOPES
-from idp.settings import get_settings
-from idp.tokens import service as pats
-from idp.tokens import usage
-from idp.users import service as users
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -109,5 +89,3 @@ def page_of(rows: list[Any], key: str) -> tuple[list[Any], int | None]:
     if len(rows) <= PAGE_SIZE:
         return rows, None
     return rows[:PAGE_SIZE], int(getattr(rows[PAGE_SIZE - 1], key))
-
-

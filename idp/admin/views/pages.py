@@ -7,47 +7,33 @@ from datetime import datetime
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint
 from flask import abort
-from flask import flash
-from flask import redirect
 from flask import render_template
 from flask import request
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
-from werkzeug.wrappers import Response
 
 from idp import audit
-from idp import csrf
 from idp import db
-from idp import headers
 from idp.admin import charts
+from idp.admin.views.base import PAGE_SIZE
+from idp.admin.views.base import back
+from idp.admin.views.base import bp
+from idp.admin.views.base import current_admin_login
+from idp.admin.views.base import int_arg
+from idp.admin.views.base import page_of
+from idp.admin.views.base import require_recent_login
 from idp.attributes import BY_CLAIM
-from idp.errors import InvalidInputError
 from idp.errors import NotFoundError
 from idp.inputs import is_clean
 from idp.keys import service as keys
 from idp.mfa import service as mfa
-from idp.models.login import LoginSession
-from idp.models.token import PersonalAccessToken
 from idp.oidc import clients
 from idp.passkeys import service as passkeys
 from idp.saml import registration as sps
 from idp.sessions import service as sessions
-from idp.settings import PAT_SCOPES
 from idp.settings import get_settings
-from idp.tokens import service as pats
-from idp.tokens import usage
 from idp.users import service as users
-from idp.admin.views.base import PAGE_SIZE
-from idp.admin.views.base import RECENT_LOGIN
-from idp.admin.views.base import back
-from idp.admin.views.base import bp
-from idp.admin.views.base import current_admin_login
-from idp.admin.views.base import here
-from idp.admin.views.base import int_arg
-from idp.admin.views.base import page_of
-from idp.admin.views.base import require_recent_login
 
 CHART_HOURS = 24
 COUNT_BATCH = 1000
