@@ -15,6 +15,7 @@ old row from the database cannot write it back after the revoker's delete.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import secrets
@@ -126,14 +127,14 @@ def init_app(app: Flask, settings: Settings) -> None:
     if not settings.redis_url:
         return
     client = get_client(app)
-    app.extensions["idp.login_cache"] = LoginCache(
+    cache = app.extensions["idp.login_cache"] = LoginCache(
         client=client,
         fill_script=client.register_script(FILL),
         change_script=client.register_script(CHANGE),
         fence_ttl=settings.session_absolute_timeout + timedelta(hours=1),
     )
     factory = db.get_database(app).sessionmaker
-    event.listen(factory, "before_flush", _invalidate_changed_users)
+    event.listen(factory, "before_flush", functools.partial(_invalidate_changed_users, cache))
     event.listen(factory, "after_transaction_end", _end_changes)
 
 
@@ -218,10 +219,17 @@ def invalidate(token_hashes: Collection[str], *, best_effort: bool = False) -> N
             only way that no revocation is silently lost.
 
     """
+    cache = get_cache()
+    if cache is not None:
+        _begin(cache, db.get_session(), token_hashes, best_effort=best_effort)
+
+
+def _begin(
+    cache: LoginCache, session: Session, token_hashes: Collection[str], *, best_effort: bool
+) -> None:
     import redis
 
-    cache = get_cache()
-    if cache is None or not token_hashes:
+    if not token_hashes:
         return
     change_id = secrets.token_hex(8)
     keys = [key for token_hash in token_hashes for key in _keys(token_hash)]
@@ -232,7 +240,7 @@ def invalidate(token_hashes: Collection[str], *, best_effort: bool = False) -> N
             raise
         logger.warning("login cache unavailable: %d record(s) left to expire", len(token_hashes))
         return
-    db.get_session().info.setdefault(PENDING_CHANGES, []).append((change_id, keys))
+    session.info.setdefault(PENDING_CHANGES, []).append((cache, change_id, keys))
 
 
 def _run_change(cache: LoginCache, step: str, change_id: str, keys: list[str]) -> None:
@@ -246,11 +254,7 @@ def _end_changes(session: Session, transaction: SessionTransaction) -> None:
 
     if transaction.parent is not None or PENDING_CHANGES not in session.info:
         return
-    changes = session.info.pop(PENDING_CHANGES)
-    cache = get_cache()
-    if cache is None:
-        return
-    for change_id, keys in changes:
+    for cache, change_id, keys in session.info.pop(PENDING_CHANGES):
         try:
             _run_change(cache, "end", change_id, keys)
         except redis.RedisError as error:
@@ -258,7 +262,9 @@ def _end_changes(session: Session, transaction: SessionTransaction) -> None:
             logger.warning("login cache unavailable at commit: %s", type(error).__name__)
 
 
-def _invalidate_changed_users(session: Session, context: Any, instances: Any) -> None:
+def _invalidate_changed_users(
+    cache: LoginCache, session: Session, context: Any, instances: Any
+) -> None:
     """Invalidate the sessions of users whose cached fields change in this flush."""
     changed = [
         row.id
@@ -275,7 +281,7 @@ def _invalidate_changed_users(session: Session, context: Any, instances: Any) ->
                 LoginSession.user_id.in_(changed), LoginSession.revoked_at.is_(None)
             )
         ).all()
-    invalidate(hashes)
+    _begin(cache, session, hashes, best_effort=False)
 
 
 def _encode(login: LoginSession) -> str:

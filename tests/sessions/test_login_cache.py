@@ -7,10 +7,12 @@ do; neither keeps anything of its own (tests/test_replicas.py does the same with
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -27,9 +29,11 @@ from tests.admin.conftest import API
 from tests.admin.conftest import client_credentials_token
 from tests.admin.conftest import service_account
 from tests.conftest import AuthActions
+from tests.conftest import Clock
 from tests.conftest import TestUser
 from tests.conftest import make_user
 from tests.helpers.cli import run
+from tests.helpers.forms import csrf_token
 from tests.helpers.replicas import browser_on
 from tests.helpers.replicas import build_replica
 from tests.helpers.replicas import cached_record_key
@@ -232,3 +236,20 @@ def test_without_redis_every_request_reads_the_database(
             assert cache.get_cache() is None
     finally:
         get_database(plain).engine.dispose()
+
+
+def test_a_reauthentication_replaces_the_cached_record(
+    browser: Browser, logged_in: TestUser, store: redis.Redis, clock: Clock
+) -> None:
+    http, there, key = browser.http, browser.there, cached_record_key(browser.token_hash)
+    assert there.get("/account/").status_code == 200
+    before = json.loads(store.get(key) or b"{}")["login"]["auth_time"]
+    clock.advance(seconds=10)  # the record needs no last_seen_at write yet: it would be used
+    page = http.get("/login?force=1")
+    form = {"username": logged_in.email, "password": logged_in.password, "force": "1"}
+    form["csrf_token"] = csrf_token(page.data)
+    assert http.post("/login", data=form).status_code == 302
+
+    assert there.get("/account/").status_code == 200
+    after = json.loads(store.get(key) or b"{}")["login"]["auth_time"]
+    assert datetime.fromisoformat(after) == clock.now > datetime.fromisoformat(before)
