@@ -7,6 +7,7 @@ app is never rebuilt, so the recovery is the running process's own.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
@@ -185,3 +186,57 @@ def test_a_cli_revocation_while_redis_is_down_is_refused_in_one_line(
     listed = run(app, "session", "list", "--user", logged_in.email, "--json")
     assert listed.exit_code == 0 and len(json.loads(listed.stdout)) == 1  # nothing ended
     assert run(app, "session", "revoke", "--user", logged_in.email).exit_code == 0
+
+
+def test_a_revocation_whose_end_redis_missed_still_fences_a_late_reader(
+    app: Flask,
+    http: FlaskClient,
+    settings: dict[str, Any],
+    logged_in: TestUser,
+    private_redis: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reads the live row; B's logout fences it, commits, and cannot reach Redis after.
+
+    A's fill comes after all that and is refused: the fence B could not lift stays (until
+    it expires), whatever the timing.
+    """
+    import redis
+
+    from idp.sessions import cache
+    from idp.sessions import storage
+
+    store = redis.Redis.from_url(private_redis.url)
+    token_hash = token_hash_of(app, http)
+    run_change, read_row = cache._run_change, storage.get_login_by_token_hash
+    logged_out: list[int] = []
+
+    def unreachable_after_the_commit(*args: Any) -> None:
+        if args[1] == "end":  # as from a replica cut off from Redis (a paused Redis would
+            raise redis.ConnectionError("unreachable")  # still run the queued command)
+        run_change(*args)
+
+    with build_replica(app, settings) as replica:
+        there = browser_on(replica, http)
+
+        def read_then_log_out_on_b(token_hash: str) -> Any:
+            row = read_row(token_hash)
+            if threading.current_thread() is threading.main_thread() and not logged_out:
+                worker = threading.Thread(
+                    target=lambda: logged_out.append(AuthActions(there).logout().status_code)
+                )
+                worker.start()
+                worker.join(timeout=30)
+            return row
+
+        monkeypatch.setattr(cache, "_run_change", unreachable_after_the_commit)
+        monkeypatch.setattr(storage, "get_login_by_token_hash", read_then_log_out_on_b)
+        assert http.get("/account/").status_code == 200  # read before the logout committed
+        monkeypatch.undo()
+        assert logged_out == [200]
+        assert store.scard(f"idp:login:pending:{token_hash}") == 1
+        assert 0 < store.pttl(f"idp:login:pending:{token_hash}")
+        assert not store.exists(cached_record_key(token_hash))
+        assert http.get("/account/").status_code == 302
+        assert there.get("/account/").status_code == 302
+    store.close()
