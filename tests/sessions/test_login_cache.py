@@ -253,3 +253,24 @@ def test_a_reauthentication_replaces_the_cached_record(
     assert there.get("/account/").status_code == 200
     after = json.loads(store.get(key) or b"{}")["login"]["auth_time"]
     assert datetime.fromisoformat(after) == clock.now > datetime.fromisoformat(before)
+
+
+def test_last_seen_is_written_and_idle_expiry_holds_with_the_cache(
+    app: Flask, http: FlaskClient, logged_in: TestUser, store: redis.Redis, clock: Clock
+) -> None:
+    key = cached_record_key(token_hash_of(app, http))
+    assert http.get("/account/").status_code == 200
+    assert store.exists(key)
+
+    clock.advance(minutes=2)  # last_seen_at is due: the record is not used, the row is written
+    with count_statements(app) as seen:
+        assert http.get("/account/").status_code == 200
+    assert len(session_selects(seen)) == 1
+    assert any(sql.startswith("UPDATE login_session SET last_seen_at") for sql in seen)
+    assert run(app, "session", "list", "--json").stdout.count(clock.now.isoformat()) == 1
+    record = json.loads(store.get(key) or b"{}")
+    assert datetime.fromisoformat(record["login"]["last_seen_at"]) == clock.now
+
+    clock.advance(hours=9)  # past the idle timeout: the record (still in Redis) is refused
+    assert store.exists(key)
+    assert http.get("/account/").status_code == 302
