@@ -11,6 +11,10 @@ Every change that ends or alters a session, or changes a cached user field, call
 transaction ends, when they are deleted again. A fill is refused while a change is pending
 and when the session's version moved since the reader looked, so a reader that loaded the
 old row from the database cannot write it back after the revoker's delete.
+
+Sessions end through ``service._revoke_all``; user rows changed through the ORM are seen by
+a flush hook. A bulk UPDATE of ``user_account`` or ``login_session`` written elsewhere must
+call :func:`invalidate` itself (with every affected session, in one call).
 """
 
 from __future__ import annotations
