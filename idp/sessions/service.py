@@ -29,6 +29,7 @@ from idp.errors import NotFoundError
 from idp.models.login import LoginSession
 from idp.models.login import SessionParticipant
 from idp.models.user import User
+from idp.sessions import cache
 from idp.sessions import logout
 from idp.sessions import storage
 from idp.settings import Settings
@@ -82,19 +83,33 @@ def effective_expiry(login: LoginSession) -> datetime:
     return min(login.expires_at, login.last_seen_at + get_settings().session_idle_timeout)
 
 
+def _touch_due(login: LoginSession) -> datetime:
+    return login.last_seen_at + TOUCH_INTERVAL
+
+
 def _load_login(token: str) -> CurrentLogin | None:
-    login = storage.get_login_by_token_hash(hash_token(token))
+    token_hash = hash_token(token)
+    now = db.now()
+    # The cached record is used only while it says live and needs no last_seen_at write; a
+    # record that says otherwise may be older than the row, so the database decides.
+    seen = cache.lookup(token_hash)
+    if seen.login is not None and is_login_active(seen.login, now) and now < _touch_due(seen.login):
+        attached = cache.attach(seen.login)
+        if attached is not None:
+            return CurrentLogin(login=attached, token=token)
+    login = storage.get_login_by_token_hash(token_hash)
     if login is None:
         return None
     # The stored hash came from this token; compare anyway so no timing hint is left.
-    if not hmac.compare_digest(login.token_hash, hash_token(token)):
+    if not hmac.compare_digest(login.token_hash, token_hash):
         return None
-    now = db.now()
     if not is_login_active(login, now):
         return None
-    if now - login.last_seen_at >= TOUCH_INTERVAL:
+    if now >= _touch_due(login):
         login.last_seen_at = now
         db.get_session().commit()
+    if seen.version is not None:
+        cache.fill(login, seen.version, now, min(_touch_due(login), effective_expiry(login)))
     return CurrentLogin(login=login, token=token)
 
 
@@ -107,6 +122,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     manager.unauthorized_handler(lambda: redirect_to_login(request.full_path))
     manager.init_app(app)
     app.extensions["idp.login_manager"] = manager
+    cache.init_app(app, settings)
     logout.init_app(app)
     logout.get_registry(app).sweeps.extend((expire_stale_logins, purge_ended_logins))
     users.user_disabled.connect(_end_sessions_of_disabled_user, sender=app)
@@ -209,11 +225,25 @@ def _revoke(login: LoginSession, reason: str, initiator: tuple[str, str] | None 
     return True
 
 
+def _revoke_all(
+    logins: list[LoginSession],
+    reason: str,
+    initiator: tuple[str, str] | None = None,
+    *,
+    best_effort: bool = False,
+) -> list[LoginSession]:
+    """End these sessions in this transaction; return the ones this call ended."""
+    # Every end of a session passes here: its cached record goes before the row changes.
+    live = [login.token_hash for login in logins if login.revoked_at is None]
+    cache.invalidate(live, best_effort=best_effort)
+    return [login for login in logins if _revoke(login, reason, initiator)]
+
+
 def end_current_login(reason: str = "logout") -> LoginSession | None:
     """End this browser's login session (if any) and forget the cookie; commit."""
     login = current_login()
     if login is not None:
-        _revoke(login, reason)
+        _revoke_all([login], reason)
         audit.record("logout", user_id=login.user_id, sid=login.sid)
         db.get_session().commit()
         logout.after_sessions_ended([login])
@@ -234,7 +264,7 @@ def revoke_login(
 
     ``initiator`` (protocol, rp) asked for the end itself: it is sent no back-channel logout.
     """
-    changed = _revoke(login, reason, initiator)
+    changed = bool(_revoke_all([login], reason, initiator))
     db.get_session().commit()
     if changed:
         logout.after_sessions_ended([login])
@@ -246,7 +276,7 @@ def revoke_user_sessions(
 ) -> list[LoginSession]:
     """End every live session of ``user`` except ``keep``; commit. Return the ended ones."""
     live = storage.list_unexpired_logins(db.now(), user, keep=keep)
-    ended = [login for login in live if _revoke(login, reason)]
+    ended = _revoke_all(live, reason)
     db.get_session().commit()
     logout.after_sessions_ended(ended)
     return ended
@@ -258,7 +288,9 @@ def expire_stale_logins() -> list[LoginSession]:
     idle_cutoff = now - get_settings().session_idle_timeout
     stale = storage.list_stale_logins(now, idle_cutoff, limit=500)
     # Another worker's sweep may end some of them first: only ours go on to delivery.
-    ended = [login for login in stale if _revoke(login, "expired")]
+    # An expired session's cached record is refused by its own times (and lives no longer),
+    # so the sweep goes on while Redis is down: logout deliveries must not wait for it.
+    ended = _revoke_all(stale, "expired", best_effort=True)
     db.get_session().commit()
     logout.after_sessions_ended(ended)
     return ended
@@ -390,6 +422,7 @@ def reauthenticate(login: LoginSession, *, amr: list[str]) -> None:
     login.last_seen_at = now
     login.amr = amr
     login.acr = acr_of(amr)
+    cache.invalidate([login.token_hash])
     audit.record(
         "login_success", user_id=login.user_id, sid=login.sid, amr=amr, reauthentication=True
     )
@@ -404,5 +437,6 @@ def step_up(login: LoginSession, *, amr: list[str]) -> None:
     login.amr = list(dict.fromkeys([*login.amr, *amr]))
     login.acr = acr_of(login.amr)
     login.last_seen_at = db.now()
+    cache.invalidate([login.token_hash])
     audit.record("login_step_up", user_id=login.user_id, sid=login.sid, amr=login.amr)
     db.get_session().commit()
