@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 from flask.cli import AppGroup
+from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from idp.errors import IdpError
@@ -20,7 +21,11 @@ from idp.errors import InvalidInputError
 
 
 def translate_errors(invoke: Callable[[], Any]) -> Any:
-    """Run ``invoke``; an IdpError or a database error becomes one line on stderr (exit 1)."""
+    """Run ``invoke``; an IdpError, a database or Redis error becomes one line on stderr (exit 1).
+
+    A command that ends sessions needs Redis when it is configured (the session cache must be
+    cleared, idp/sessions/cache.py): refused, it changed nothing.
+    """
     try:
         return invoke()
     except IdpError as error:
@@ -28,10 +33,12 @@ def translate_errors(invoke: Callable[[], Any]) -> Any:
     except SQLAlchemyError as error:
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
         raise click.ClickException(f"database error: {reason}") from None
+    except RedisError as error:  # the class only: the message may name the server's address
+        raise click.ClickException(f"Redis unavailable ({type(error).__name__})") from None
 
 
 class IdpGroup(AppGroup):
-    """A command group whose IdpError and database errors become one line on stderr."""
+    """A command group whose IdpError, database and Redis errors become one line on stderr."""
 
     def invoke(self, ctx: click.Context) -> Any:
         return translate_errors(lambda: super(IdpGroup, self).invoke(ctx))

@@ -1,4 +1,8 @@
-"""Typed settings: defaults < TOML file named by ``IDP_CONFIG`` < ``IDP_*`` env < mapping."""
+"""Typed settings: defaults < TOML file named by ``IDP_CONFIG`` < ``IDP_*`` env < mapping.
+
+Over 400 lines: ``Settings`` declares every setting with its default and meaning (half the
+file); the rest parses and validates them, one small function per kind of value.
+"""
 
 from __future__ import annotations
 

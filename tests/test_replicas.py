@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from redis import Redis
 from sqlalchemy import create_engine
 from sqlalchemy import func
 from sqlalchemy import select
@@ -63,6 +64,7 @@ class Deployment:
     replicas: list[Replica]
     database_url: str
     client: oidc.Client
+    redis_url: str
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +116,7 @@ def deployment(
         get_database(admin).engine.dispose()
         for replica in replicas:
             wait_until_up(f"{replica.url}/healthz", replica.process)
-        yield Deployment(replicas, database_url, client)
+        yield Deployment(replicas, database_url, client, redis.url)
     finally:
         for replica in replicas:
             if replica.process.poll() is None:
@@ -184,6 +186,11 @@ def a_login_on_one_replica_is_used_and_revoked_on_the_other(deployment: Deployme
         tokens = redeem(one, client, code_of(answer), answer.verifier).json()  # type: ignore[attr-defined]
         refreshed = refresh(other, client, tokens["refresh_token"])
         assert refreshed.status_code == 200, refreshed.text
+        # Both replicas have read the session, so Redis caches it (idp/sessions/cache.py).
+        for base in (one, other, one, other):
+            assert browser.get(f"{base}/account/", timeout=TIMEOUT).status_code == 200
+        store = Redis.from_url(deployment.redis_url)
+        assert store.keys("idp:login:record:*")
 
         page = browser.get(f"{one}/logout", timeout=TIMEOUT)
         ended = browser.post(
@@ -196,6 +203,12 @@ def a_login_on_one_replica_is_used_and_revoked_on_the_other(deployment: Deployme
         later = refresh(other, client, refreshed.json()["refresh_token"])
         assert later.status_code == 400
         assert later.json()["error"] == "invalid_grant"
+        assert (
+            browser.get(f"{other}/account/", allow_redirects=False, timeout=TIMEOUT).status_code
+            == 302
+        )
+        assert not store.keys("idp:login:record:*")
+        store.close()
 
 
 @dataclass

@@ -30,6 +30,7 @@ from idp.errors import NotFoundError
 from idp.models.login import LoginSession
 from idp.models.login import SessionParticipant
 from idp.models.user import User
+from idp.sessions import cache
 from idp.sessions import logout
 from idp.sessions import storage
 from idp.settings import Settings
@@ -83,19 +84,33 @@ def effective_expiry(login: LoginSession) -> datetime:
     return min(login.expires_at, login.last_seen_at + get_settings().session_idle_timeout)
 
 
+def _touch_due(login: LoginSession) -> datetime:
+    return login.last_seen_at + TOUCH_INTERVAL
+
+
 def _load_login(token: str) -> CurrentLogin | None:
-    login = storage.get_login_by_token_hash(hash_token(token))
+    token_hash = hash_token(token)
+    now = db.now()
+    # The cached record is used only while it says live and needs no last_seen_at write; a
+    # record that says otherwise may be older than the row, so the database decides.
+    seen = cache.lookup(token_hash)
+    if seen.login is not None and is_login_active(seen.login, now) and now < _touch_due(seen.login):
+        attached = cache.attach(seen.login)
+        if attached is not None:
+            return CurrentLogin(login=attached, token=token)
+    login = storage.get_login_by_token_hash(token_hash)
     if login is None:
         return None
     # The stored hash came from this token; compare anyway so no timing hint is left.
-    if not hmac.compare_digest(login.token_hash, hash_token(token)):
+    if not hmac.compare_digest(login.token_hash, token_hash):
         return None
-    now = db.now()
     if not is_login_active(login, now):
         return None
-    if now - login.last_seen_at >= TOUCH_INTERVAL:
+    if now >= _touch_due(login):
         login.last_seen_at = now
         db.get_session().commit()
+    if seen.version is not None:
+        cache.fill(login, seen.version, now, min(_touch_due(login), effective_expiry(login)))
     return CurrentLogin(login=login, token=token)
 
 
@@ -108,6 +123,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     manager.unauthorized_handler(lambda: redirect_to_login(request.full_path))
     manager.init_app(app)
     app.extensions["idp.login_manager"] = manager
+    cache.init_app(app, settings)
     logout.init_app(app)
     logout.get_registry(app).sweeps.extend((expire_stale_logins, purge_ended_logins))
     users.user_disabled.connect(_end_sessions_of_disabled_user, sender=app)
@@ -201,46 +217,39 @@ def end_logins(
     *,
     initiator: tuple[str, str] | None = None,
     also_record: str | None = None,
+    best_effort: bool = False,
 ) -> list[LoginSession]:
     """End login sessions everywhere in one transaction; commit. Return the ones this call ended.
 
-    ``initiator`` (protocol, rp) asked for the end itself: it is sent no back-channel logout.
-    ``also_record``: an audit event recorded for each of ``logins`` in the same transaction
-    (the logout form's ``logout``), ended now or before.
+    Every way a session ends comes here, for one session or many, at the cost of one
+    statement per table whatever their number: their cached records dropped, one
+    conditional UPDATE of the sessions, one INSERT of their ``session_revoked`` audit rows,
+    and each protocol's handler (tokens revoked, logout messages queued); after the commit
+    the back-channel deliveries go out. ``initiator`` (protocol, rp) asked for the end
+    itself: it is sent no back-channel logout. ``also_record``: an audit event recorded for
+    each of ``logins`` in the same transaction (the logout form's ``logout``), ended now or
+    before. ``best_effort``: the cached records are dropped if the cache answers, and the
+    sessions end even if it does not.
     """
     candidates = [login for login in logins if login.revoked_at is None]
+    # Its cached record goes before the row changes.
+    cache.invalidate([login.token_hash for login in candidates], best_effort=best_effort)
     now = db.now()
     won = storage.end_logins([login.id for login in candidates], now, reason)
     # Another worker (a sweep, an admin) ended the others first: only ours go on to delivery.
     storage.reload_logins([login.id for login in candidates if login.id not in won])
     ended = [login for login in candidates if login.id in won]
+    events: list[tuple[str, dict[str, Any]]] = []
     for login in ended:
         set_committed_value(login, "revoked_at", now)
         set_committed_value(login, "revoked_reason", reason)
-    also = [] if also_record is None else [(also_record, login) for login in logins]
-    return _finish_ending(ended, reason, initiator=initiator, also=also)
-
-
-def _finish_ending(
-    ended: list[LoginSession],
-    reason: str,
-    *,
-    initiator: tuple[str, str] | None = None,
-    also: Sequence[tuple[str, LoginSession]] = (),
-) -> list[LoginSession]:
-    """Finish ending sessions this transaction just marked ended; commit; deliver. Return them.
-
-    Every way a session ends comes here, for one session or many, once the conditional
-    UPDATE has said which sessions this call ended: one INSERT of their ``session_revoked``
-    audit rows (and of ``also``'s events), and each protocol's handler (tokens revoked,
-    logout messages queued) in one statement per table whatever the number of sessions;
-    after the commit the back-channel deliveries go out.
-    """
-    events: list[tuple[str, dict[str, Any]]] = [
-        ("session_revoked", {"user_id": login.user_id, "sid": login.sid, "reason": reason})
-        for login in ended
-    ]
-    events.extend((event, {"user_id": login.user_id, "sid": login.sid}) for event, login in also)
+        events.append(
+            ("session_revoked", {"user_id": login.user_id, "sid": login.sid, "reason": reason})
+        )
+    if also_record is not None:
+        events.extend(
+            (also_record, {"user_id": login.user_id, "sid": login.sid}) for login in logins
+        )
     audit.record_many(events)
     # Protocols revoke their tokens and queue their logout messages in this transaction.
     logout.on_sessions_ended(ended, reason, initiator=initiator)
@@ -278,14 +287,17 @@ def revoke_user_sessions(
     user: User, reason: str, *, keep: LoginSession | None = None
 ) -> list[LoginSession]:
     """End every live session of ``user`` except ``keep``; commit. Return the ended ones."""
-    return _finish_ending(storage.end_user_logins(user, db.now(), reason, keep=keep), reason)
+    return end_logins(storage.list_unexpired_logins(db.now(), user, keep=keep), reason)
 
 
 def expire_stale_logins() -> list[LoginSession]:
     """End sessions that expired (idle or absolute) so their participants hear of it; commit."""
     now = db.now()
     idle_cutoff = now - get_settings().session_idle_timeout
-    return end_logins(storage.list_stale_logins(now, idle_cutoff, limit=500), "expired")
+    stale = storage.list_stale_logins(now, idle_cutoff, limit=500)
+    # An expired session's cached record is refused by its own times (and lives no longer),
+    # so the sweep goes on while Redis is down: logout deliveries must not wait for it.
+    return end_logins(stale, "expired", best_effort=True)
 
 
 def purge_ended_logins() -> int:
@@ -414,6 +426,7 @@ def reauthenticate(login: LoginSession, *, amr: list[str]) -> None:
     login.last_seen_at = now
     login.amr = amr
     login.acr = acr_of(amr)
+    cache.invalidate([login.token_hash])
     audit.record(
         "login_success", user_id=login.user_id, sid=login.sid, amr=amr, reauthentication=True
     )
@@ -428,5 +441,6 @@ def step_up(login: LoginSession, *, amr: list[str]) -> None:
     login.amr = list(dict.fromkeys([*login.amr, *amr]))
     login.acr = acr_of(login.amr)
     login.last_seen_at = db.now()
+    cache.invalidate([login.token_hash])
     audit.record("login_step_up", user_id=login.user_id, sid=login.sid, amr=login.amr)
     db.get_session().commit()

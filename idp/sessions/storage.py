@@ -61,39 +61,6 @@ def end_logins(login_ids: list[int], now: datetime, reason: str) -> set[int]:
     return set(ended.scalars())
 
 
-def end_user_logins(
-    user: User, now: datetime, reason: str, *, keep: LoginSession | None = None
-) -> list[LoginSession]:
-    """End every unexpired session of ``user`` but ``keep``; return those this call ended.
-
-    One ``UPDATE … RETURNING`` finds and ends them (compare-and-set like :func:`end_logins`);
-    newest first.
-    """
-    conditions = [
-        LoginSession.user_id == user.id,
-        LoginSession.revoked_at.is_(None),
-        LoginSession.expires_at > now,
-    ]
-    if keep is not None:
-        conditions.append(LoginSession.id != keep.id)
-    session = db.get_session()
-    if not session.get_bind().dialect.update_returning:  # MySQL: read, then compare-and-set
-        live = list_unexpired_logins(now, user, keep=keep)
-        won = end_logins([login.id for login in live], now, reason)
-        reload_logins(list(won))
-        return [login for login in live if login.id in won]
-    ended = list(
-        session.scalars(
-            update(LoginSession)
-            .where(*conditions)
-            .values(revoked_at=now, revoked_reason=reason)
-            .returning(LoginSession)
-            .execution_options(populate_existing=True)
-        )
-    )
-    return sorted(ended, key=lambda login: login.created_at, reverse=True)
-
-
 def reload_logins(login_ids: list[int]) -> None:
     """Read these sessions again into the identity map (another transaction changed them)."""
     if login_ids:

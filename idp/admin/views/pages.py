@@ -1,10 +1,4 @@
-"""The admin console under /admin/: server-rendered pages for admin users; HTTP only.
-
-Every page needs an admin's login and every form a CSRF token; each change is one call into
-the owning package's service (as the admin API makes), audited with the acting admin.
-Revoking all of a user's sessions, rotating keys, resetting a user's second factors and
-deleting a user need a recent login.
-"""
+"""The admin console's pages: dashboard, users, apps, sessions, keys and the audit log."""
 
 from __future__ import annotations
 
@@ -13,102 +7,36 @@ from datetime import datetime
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint
 from flask import abort
-from flask import flash
-from flask import redirect
 from flask import render_template
 from flask import request
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
-from werkzeug.wrappers import Response
 
 from idp import audit
-from idp import csrf
 from idp import db
-from idp import headers
 from idp.admin import charts
+from idp.admin.views.base import PAGE_SIZE
+from idp.admin.views.base import back
+from idp.admin.views.base import bp
+from idp.admin.views.base import current_admin_login
+from idp.admin.views.base import int_arg
+from idp.admin.views.base import page_of
+from idp.admin.views.base import require_recent_login
 from idp.attributes import BY_CLAIM
-from idp.errors import InvalidInputError
 from idp.errors import NotFoundError
 from idp.inputs import is_clean
 from idp.keys import service as keys
 from idp.mfa import service as mfa
-from idp.models.login import LoginSession
-from idp.models.token import PersonalAccessToken
 from idp.oidc import clients
 from idp.passkeys import service as passkeys
 from idp.saml import registration as sps
 from idp.sessions import service as sessions
-from idp.settings import PAT_SCOPES
 from idp.settings import get_settings
-from idp.tokens import service as pats
-from idp.tokens import usage
 from idp.users import service as users
 
-bp = Blueprint("admin", __name__, url_prefix="/admin")
-
-# Sensitive actions need a password typed this recently (the login session's auth_time).
-RECENT_LOGIN = timedelta(minutes=10)
-PAGE_SIZE = 50
 CHART_HOURS = 24
 COUNT_BATCH = 1000
-
-
-@bp.before_request
-def _require_admin_and_csrf() -> ResponseReturnValue | None:
-    login = sessions.current_login()
-    if login is None:
-        return sessions.redirect_to_login(request.full_path.rstrip("?"))
-    if not login.user.is_admin:
-        abort(403, description="This console is for administrators.")
-    audit.set_actor(user_id=login.user_id)
-    if request.method == "POST":
-        csrf.validate()
-    return None
-
-
-bp.after_request(headers.no_store)  # the listings stay out of shared caches and the history
-
-
-def _login() -> LoginSession:
-    login = sessions.current_login()
-    assert login is not None  # noqa: S101 (the before_request hook saw to it)
-    return login
-
-
-def _here() -> str:
-    return request.full_path.rstrip("?")
-
-
-def _back(message: str) -> Response:
-    flash(message)
-    return redirect(_here(), 303)
-
-
-def _require_recent_login() -> Response | None:
-    """Send the admin to type the password again unless they did within RECENT_LOGIN.
-
-    The action is not replayed after the password: the admin comes back to the page and
-    confirms it again, knowingly.
-    """
-    login = _login()
-    if db.now() - login.auth_time <= RECENT_LOGIN:
-        return None
-    flash("Confirm with your password, then repeat the action.")
-    return sessions.redirect_to_login(_here(), force=True, login_hint=login.user.email)
-
-
-def _int_arg(name: str) -> int | None:
-    value = request.args.get(name, "")
-    return int(value) if value.isdigit() and len(value) < 10 else None
-
-
-def _page(rows: list[Any], key: str) -> tuple[list[Any], int | None]:
-    """Split a fetch of PAGE_SIZE + 1 rows into the page and the next page's key."""
-    if len(rows) <= PAGE_SIZE:
-        return rows, None
-    return rows[:PAGE_SIZE], int(getattr(rows[PAGE_SIZE - 1], key))
 
 
 # -- dashboard -------------------------------------------------------------------------------
@@ -165,33 +93,33 @@ def users_page() -> ResponseReturnValue:
             abort(404, description="There is no such user.")
         action = request.form.get("action")
         if action in ("disable", "enable"):
-            if user.id == _login().user_id:
+            if user.id == current_admin_login().user_id:
                 abort(400, description="You cannot disable your own account here.")
             users.set_disabled(user, action == "disable")
-            return _back(f"{user.email} is {action}d.")
+            return back(f"{user.email} is {action}d.")
         if action == "reset_factors":
             # It weakens the account: a stolen admin cookie alone must not do it.
-            again = _require_recent_login()
+            again = require_recent_login()
             if again is not None:
                 return again
             removed = mfa.reset_factors(user)
-            return _back(f"Removed {removed} second factor(s) of {user.email}.")
+            return back(f"Removed {removed} second factor(s) of {user.email}.")
         if action == "delete":
-            if user.id == _login().user_id:
+            if user.id == current_admin_login().user_id:
                 abort(400, description="You cannot delete your own account here.")
-            again = _require_recent_login()
+            again = require_recent_login()
             if again is not None:
                 return again
             email = user.email
             users.delete_user(user)
-            return _back(f"{email} is deleted; their sessions ended everywhere.")
+            return back(f"{email} is deleted; their sessions ended everywhere.")
         if action == "unlock":
             was_locked = users.unlock_user(user)
-            return _back(f"{user.email} {'is unlocked' if was_locked else 'was not locked'}.")
+            return back(f"{user.email} {'is unlocked' if was_locked else 'was not locked'}.")
         abort(400, description="Choose an action.")
     search = request.args.get("q", "").strip()[:200] or None
-    rows = users.list_users(search=search, after=_int_arg("after"), limit=PAGE_SIZE + 1)
-    page, after = _page(rows, "id")
+    rows = users.list_users(search=search, after=int_arg("after"), limit=PAGE_SIZE + 1)
+    page, after = page_of(rows, "id")
     counts = passkeys.count_by_user([user.id for user in page])
     return render_template(
         "admin/users.html",
@@ -245,109 +173,21 @@ def sessions_page() -> ResponseReturnValue:
             if login is None:
                 abort(404, description="There is no such session.")
             sessions.revoke_login(login, reason="admin_revoked")
-            return _back(f"The session of {login.user.email} ended everywhere.")
+            return back(f"The session of {login.user.email} ended everywhere.")
         if action == "revoke_all" and user is not None:
-            again = _require_recent_login()
+            again = require_recent_login()
             if again is not None:
                 return again
             ended = sessions.revoke_user_sessions(user, reason="admin_revoked")
-            return _back(f"{len(ended)} session(s) of {user.email} ended everywhere.")
+            return back(f"{len(ended)} session(s) of {user.email} ended everywhere.")
         abort(400, description="Choose a session to end.")
-    rows = sessions.page_logins(user, before=_int_arg("before"), limit=PAGE_SIZE + 1)
-    page, before = _page(rows, "id")
+    rows = sessions.page_logins(user, before=int_arg("before"), limit=PAGE_SIZE + 1)
+    page, before = page_of(rows, "id")
     return render_template(
         "admin/sessions.html",
         user=user,
         items=[sessions.describe_login(login) for login in page],
         before=before,
-    )
-
-
-# -- personal access tokens ------------------------------------------------------------------
-
-
-def _policy_change(user_id: int) -> str:
-    """Apply the policy form; return the flash message.
-
-    Raises:
-        InvalidInputError: a lifetime that is not a number in range, or no allowed scope.
-
-    """
-    lifetime = request.form.get("max_lifetime", "")
-    if not lifetime.isdigit() or len(lifetime) > 4:
-        raise InvalidInputError("the maximum lifetime is a number of days")
-    pats.set_policy(
-        enabled=request.form.get("enabled") == "yes",
-        max_lifetime=int(lifetime),
-        allow_no_expiry=request.form.get("allow_no_expiry") == "yes",
-        allowed_scopes=request.form.getlist("scope"),
-        actor=users.require_user(user_id),
-    )
-    return "The personal access token policy is saved."
-
-
-def _require_pat(token_id: str) -> PersonalAccessToken:
-    try:
-        if not token_id.isdigit() or len(token_id) > 9:
-            raise NotFoundError(token_id)
-        return pats.require_token(int(token_id))
-    except NotFoundError:
-        abort(404, description="There is no such token.")
-
-
-@bp.route("/tokens", methods=["GET", "POST"])
-def tokens_page() -> ResponseReturnValue:
-    email = request.args.get("user", "").strip()[:320] or None
-    try:
-        user = users.require_user_by_email(email) if email else None
-    except NotFoundError:
-        abort(404, description="There is no such user.")
-    error = None
-    if request.method == "POST":
-        action = request.form.get("action")
-        if action == "revoke":
-            row = _require_pat(request.form.get("id", ""))
-            if pats.revoke_token(row, reason="admin_revoked"):
-                return _back(f"Token {row.prefix}… of {row.user.email} is revoked.")
-            return _back(f"Token {row.prefix}… was already revoked.")
-        if action in ("policy", "reset_policy"):
-            # Turning tokens off (or widening them) is as sensitive as rotating the keys.
-            again = _require_recent_login()
-            if again is not None:
-                return again
-            if action == "reset_policy":
-                pats.reset_policy(users.require_user(_login().user_id))
-                return _back("The policy is the configuration's again.")
-            try:
-                return _back(_policy_change(_login().user_id))
-            except InvalidInputError as problem:
-                error = f"Policy: {problem}."
-        else:
-            abort(400, description="Choose a token or the policy.")
-    rows = pats.list_tokens(user, after=_int_arg("after"), limit=PAGE_SIZE + 1)
-    page, after = _page(rows, "id")
-    page_html = render_template(
-        "admin/tokens.html",
-        user=user,
-        tokens=page,
-        after=after,
-        now=db.now(),
-        policy=pats.get_policy(),
-        scopes=PAT_SCOPES,
-        max_lifetime=pats.MAX_POLICY_LIFETIME,
-        error=error,
-    )
-    return page_html, 400 if error else 200
-
-
-@bp.route("/tokens/<token_id>")
-def token_page(token_id: str) -> ResponseReturnValue:
-    row = _require_pat(token_id)
-    return render_template(
-        "admin/token.html",
-        token=row,
-        uses=usage.recent_usage(usage.PAT, row.id),
-        now=db.now(),
     )
 
 
@@ -357,11 +197,11 @@ def token_page(token_id: str) -> ResponseReturnValue:
 @bp.route("/keys", methods=["GET", "POST"])
 def keys_page() -> ResponseReturnValue:
     if request.method == "POST":
-        again = _require_recent_login()
+        again = require_recent_login()
         if again is not None:
             return again
         created = keys.rotate_keys()
-        return _back(f"{len(created)} new key(s) published; they sign after the JWKS max age.")
+        return back(f"{len(created)} new key(s) published; they sign after the JWKS max age.")
     return render_template("admin/keys.html", keys=keys.list_keys())
 
 
@@ -401,7 +241,7 @@ def audit_page() -> ResponseReturnValue:
             error = "Since: give a date and time, like 2026-01-31T09:00."
     if error is not None:
         return render_template("admin/audit.html", form=form, events=[], error=error), 400
-    rows = audit.list_events(**filters, before=_int_arg("before"), limit=PAGE_SIZE + 1)
-    page, before = _page(rows, "id")
+    rows = audit.list_events(**filters, before=int_arg("before"), limit=PAGE_SIZE + 1)
+    page, before = page_of(rows, "id")
     query = {name: value for name, value in form.items() if value}
     return render_template("admin/audit.html", form=form, events=page, before=before, query=query)
