@@ -20,6 +20,7 @@ import pytest
 
 from tests.conftest import FAST_HASH
 from tests.conftest import require_service
+from tests.helpers.cli import console
 
 IDP = str(Path(sys.executable).parent / "idp")
 RESULTS = Path(__file__).resolve().parents[2] / "test-results"
@@ -54,15 +55,10 @@ class LiveIdp:
     env: dict[str, str]
 
     def idp(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [IDP, *args],
-            env=self.env,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        )
+        """Run ``idp ARGS...`` on this IdP's files, in this process (the server is the real one)."""
+        result = console(*args, env=self.env, input=stdin)
+        result.check_returncode()
+        return result
 
 
 def idp_environment(folder: Path, port: int, host: str = "127.0.0.1") -> dict[str, str]:
