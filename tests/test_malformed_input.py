@@ -194,12 +194,20 @@ def settings(settings: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
+@pytest.fixture(scope="module")
+def machine_key() -> RSAKey:
+    """The private_key_jwt client's key pair: one per module (generating one takes ~0.1 s)."""
+    return RSAKey.generate_key(2048, parameters={"kid": "fuzz"})
+
+
 @pytest.fixture
-def known(app: Flask, http: FlaskClient, auth: AuthActions, user: TestUser) -> dict[str, str]:
+def known(
+    machine_key: RSAKey, app: Flask, http: FlaskClient, auth: AuthActions, user: TestUser
+) -> dict[str, str]:
     """Register a client of each kind and an SP, log the browser in; return real values."""
     confidential = oidc.register(app)
     public = oidc.register(app, "Wiki", token_endpoint_auth_method="none")
-    key = RSAKey.generate_key(2048, parameters={"kid": "fuzz"})
+    key = machine_key
     machine = oidc.register(
         app,
         "Machine",
