@@ -4,7 +4,7 @@ Control characters, NUL, bytes that are not UTF-8, huge and repeated values and 
 header or claims have the wrong types, on SQLite and PostgreSQL (which refuses NUL in text).
 At the login form, the token endpoint and userinfo (PAT guessing) no input changes a stored
 row either, but for the audit log and the failure counters, whose job it is to record them.
-One app per test, not per example; derandomized so a failure reproduces.
+One app per test, not per example; seeded so a failure reproduces (``Fuzz``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import base64
 import json
 import time
 import zlib
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
@@ -24,6 +25,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck
 from hypothesis import assume
 from hypothesis import given
+from hypothesis import seed
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from joserfc.jwk import RSAKey
@@ -31,6 +33,7 @@ from lxml import etree
 from sqlalchemy import select
 
 from idp import db
+from tests.conftest import BACKENDS
 from tests.conftest import AuthActions
 from tests.conftest import TestUser
 from tests.helpers import oidc
@@ -40,17 +43,40 @@ from tests.helpers.forms import csrf_token
 
 REGISTRATION_TOKEN = "fuzz-registration-token"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-fuzz = hypothesis_settings(
-    max_examples=100,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-    ],
-)
+SUPPRESSED = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
+
+
+class Fuzz:
+    """``@fuzz``: Hypothesis settings whose ``examples`` are shared out among the backends run.
+
+    Each backend draws its own share from a seed of its own, fixed so a failure reproduces:
+    a run on both databases sends as many distinct inputs as one on either alone, not the same
+    ones twice (derandomized, both drew the same examples).
+    """
+
+    backends: tuple[str, ...] = BACKENDS  # this run's (``fuzz_backend`` sets both per test)
+    backend = "sqlite"
+
+    def __init__(self, examples: int) -> None:
+        self.examples = examples
+
+    def __call__(self, test: Callable[..., None]) -> Callable[..., None]:
+        share = -(-self.examples // len(self.backends))
+        chosen = hypothesis_settings(
+            max_examples=share, deadline=None, database=None, suppress_health_check=SUPPRESSED
+        )
+        return seed(zlib.crc32(self.backend.encode()))(chosen(test))
+
+
+fuzz = Fuzz(100)
+
+
+@pytest.fixture(autouse=True)
+def fuzz_backend(db_backend: str, request: pytest.FixtureRequest) -> None:
+    chosen = request.config.getoption("--db")
+    Fuzz.backends = BACKENDS if chosen == "all" else (chosen,)
+    Fuzz.backend = db_backend
+
 
 # -- strategies ----------------------------------------------------------------------------------
 
@@ -168,12 +194,20 @@ def settings(settings: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
+@pytest.fixture(scope="module")
+def machine_key() -> RSAKey:
+    """The private_key_jwt client's key pair: one per module (generating one takes ~0.1 s)."""
+    return RSAKey.generate_key(2048, parameters={"kid": "fuzz"})
+
+
 @pytest.fixture
-def known(app: Flask, http: FlaskClient, auth: AuthActions, user: TestUser) -> dict[str, str]:
+def known(
+    machine_key: RSAKey, app: Flask, http: FlaskClient, auth: AuthActions, user: TestUser
+) -> dict[str, str]:
     """Register a client of each kind and an SP, log the browser in; return real values."""
     confidential = oidc.register(app)
     public = oidc.register(app, "Wiki", token_endpoint_auth_method="none")
-    key = RSAKey.generate_key(2048, parameters={"kid": "fuzz"})
+    key = machine_key
     machine = oidc.register(
         app,
         "Machine",
@@ -551,7 +585,7 @@ def audit_count(app: Flask) -> int:
 
 # What records a failed attempt by design: the audit log and the brute-force counters.
 RECORDS_OF_ATTEMPTS = ("audit_event", "failure_counter")
-fuzz_state = hypothesis_settings(fuzz, max_examples=25)
+fuzz_state = Fuzz(25)
 
 
 def assert_nothing_stored(app: Flask, before: dict[str, Any], response: Any, what: object) -> None:
@@ -692,7 +726,7 @@ def test_otp_step(app: Flask, user: TestUser) -> None:
 
     before = state()
 
-    @hypothesis_settings(fuzz, max_examples=25)
+    @Fuzz(25)
     @given(data=st.data())
     def run(data: st.DataObject) -> None:
         baseline = {"csrf_token": token, "otp": "123456"}

@@ -1,11 +1,13 @@
-"""Bad input to the real ``idp`` console script: one line on stderr, exit 1, nothing written."""
+"""Bad input to the ``idp`` console script: one line on stderr, exit 1, nothing written.
+
+``idp.cli.main`` runs in this process (``run_idp``) but for ``serve``, which runs for real.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,12 +22,12 @@ from sqlalchemy.engine import make_url
 
 from idp.models import OAuthClient
 from idp.models import User
-from tests.cli.test_console_script import IDP
 from tests.cli.test_console_script import assert_one_line_error
 from tests.cli.test_console_script import free_port
 from tests.cli.test_console_script import idp
 from tests.conftest import create_postgres_database
 from tests.conftest import drop_postgres_database
+from tests.helpers.cli import console as run_idp
 
 REDIRECT = "https://rp.example.com/callback"
 NOT_UTF8 = b"\xff\xfe not UTF-8 at all, and long enough to be a secret\n"
@@ -77,7 +79,7 @@ def initialised_template(
     """What ``idp init`` writes, once per module and backend (each ``idp`` start costs ~1 s)."""
     folder = tmp_path_factory.mktemp("initialised")
     with database(db_backend, folder, request) as url:
-        result = idp("init", env={**environment(folder), "IDP_DATABASE_URL": url}, cwd=folder)
+        result = run_idp("init", env={**environment(folder), "IDP_DATABASE_URL": url}, cwd=folder)
         assert result.returncode == 0, result.stderr
         yield folder, make_url(url).database or ""
 
@@ -94,18 +96,6 @@ def initialised(
     shutil.copytree(folder, tmp_path, dirs_exist_ok=True)
     with database(db_backend, tmp_path, request, template) as url:
         yield {**environment(tmp_path), "IDP_DATABASE_URL": url}
-
-
-def idp_with_bytes(
-    *args: str, env: dict[str, str], cwd: Path, stdin: bytes
-) -> subprocess.CompletedProcess[str]:
-    """Run the console script with raw bytes on stdin."""
-    result = subprocess.run(
-        [str(IDP), *args], env=env, cwd=cwd, input=stdin, capture_output=True, timeout=60
-    )
-    return subprocess.CompletedProcess(
-        result.args, result.returncode, result.stdout.decode(), result.stderr.decode()
-    )
 
 
 def database_tables(url: str) -> set[str]:
@@ -133,7 +123,7 @@ def stored(model: Any, env: dict[str, str]) -> int:
 
 
 def test_password_that_is_not_utf8(initialised: dict[str, str], tmp_path: Path) -> None:
-    result = idp_with_bytes(
+    result = run_idp(
         "user",
         "add",
         "carol@example.com",
@@ -142,7 +132,7 @@ def test_password_that_is_not_utf8(initialised: dict[str, str], tmp_path: Path) 
         "--password-stdin",
         env=initialised,
         cwd=tmp_path,
-        stdin=NOT_UTF8,
+        input=NOT_UTF8,
     )
     line = assert_one_line_error(result, 1)
     assert "password" in line and "UTF-8" in line
@@ -150,7 +140,7 @@ def test_password_that_is_not_utf8(initialised: dict[str, str], tmp_path: Path) 
 
 
 def test_client_secret_that_is_not_utf8(initialised: dict[str, str], tmp_path: Path) -> None:
-    result = idp_with_bytes(
+    result = run_idp(
         "client",
         "add",
         "Photos",
@@ -159,7 +149,7 @@ def test_client_secret_that_is_not_utf8(initialised: dict[str, str], tmp_path: P
         "--secret-stdin",
         env=initialised,
         cwd=tmp_path,
-        stdin=NOT_UTF8,
+        input=NOT_UTF8,
     )
     line = assert_one_line_error(result, 1)
     assert "secret" in line and "UTF-8" in line
@@ -182,7 +172,7 @@ def test_jwks_that_can_never_verify(
 ) -> None:
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps({"keys": [key]}))
-    result = idp(
+    result = run_idp(
         "client",
         "add",
         "Photos",
@@ -204,7 +194,7 @@ def test_empty_client_id_is_refused_not_made_random(
     initialised: dict[str, str], tmp_path: Path
 ) -> None:
     args = ("client", "add", "Photos", "--redirect-uri", REDIRECT, "--client-id", "")
-    result = idp(*args, env=initialised, cwd=tmp_path)
+    result = run_idp(*args, env=initialised, cwd=tmp_path)
     line = assert_one_line_error(result, 1)
     assert "client_id" in line
     assert stored(OAuthClient, initialised) == 0
@@ -217,7 +207,7 @@ def test_keys_dir_that_is_a_file(
     keys_file = tmp_path / "keys-file"
     keys_file.write_text("not a directory\n")
     env["IDP_KEYS_DIR"] = str(keys_file)
-    result = idp(*args, env=env, cwd=tmp_path)
+    result = run_idp(*args, env=env, cwd=tmp_path)
     line = assert_one_line_error(result, 1)
     assert "keys_dir" in line and str(keys_file) in line
     assert keys_file.read_text() == "not a directory\n"
@@ -234,8 +224,11 @@ def test_key_file_listed_but_deleted(
     deleted.unlink()
     before = {path.name: path.read_bytes() for path in keys_dir.iterdir()}
 
-    args = ("serve", "--port", str(free_port())) if command == "serve" else ("init",)
-    result = idp(*args, env=initialised, cwd=tmp_path)
+    # `serve` for real: were the check missing, it would serve here instead of failing.
+    if command == "serve":
+        result = idp("serve", "--port", str(free_port()), env=initialised, cwd=tmp_path)
+    else:
+        result = run_idp("init", env=initialised, cwd=tmp_path)
 
     line = assert_one_line_error(result, 1)
     assert deleted.name in line and "missing" in line
@@ -248,22 +241,22 @@ def test_mistyped_sqlite_url_creates_no_directories(env: dict[str, str], tmp_pat
     typo = tmp_path / "instnace" / "data"
     env["IDP_DATABASE_URL"] = f"sqlite:///{typo / 'idp.sqlite3'}"
     for args in (("user", "list"), ("key", "list"), ("--help",)):
-        result = idp(*args, env=env, cwd=tmp_path)
+        result = run_idp(*args, env=env, cwd=tmp_path)
         assert "Traceback" not in result.stderr, args
-    line = assert_one_line_error(idp("user", "list", env=env, cwd=tmp_path), 1)
+    line = assert_one_line_error(run_idp("user", "list", env=env, cwd=tmp_path), 1)
     assert "database" in line
     assert not (tmp_path / "instnace").exists()
     # `idp init` is the one command that creates the database, and its folder.
-    assert idp("init", env=env, cwd=tmp_path).returncode == 0
+    assert run_idp("init", env=env, cwd=tmp_path).returncode == 0
     assert (typo / "idp.sqlite3").is_file()
 
 
 @pytest.mark.backends("sqlite")  # no database is opened: once is enough
 def test_help_hides_flask_options(env: dict[str, str], tmp_path: Path) -> None:
-    result = idp("--help", env=env, cwd=tmp_path)
+    result = run_idp("--help", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for option in ("--app", "--env-file", "--debug"):
         assert option not in result.stdout
-    refused = idp("--app", "elsewhere:create_app", "key", "list", env=env, cwd=tmp_path)
+    refused = run_idp("--app", "elsewhere:create_app", "key", "list", env=env, cwd=tmp_path)
     assert refused.returncode == 2
     assert "No such option" in refused.stderr

@@ -1,4 +1,9 @@
-"""The installed ``idp`` console script, run as an operator would: real processes, real env."""
+"""The ``idp`` console script, run as an operator would: its environment, its streams.
+
+The installed script runs as a real process where the process itself is under test (entry
+point, exit status, stdin, stdout apart from stderr, ``serve``); elsewhere ``run_idp`` runs
+the same ``idp.cli.main`` in this process (a real start costs ~1.3 s of CPU).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.cli import console as run_idp
 
 IDP = Path(sys.executable).parent / "idp"
 COMMAND_TIMEOUT = 60
@@ -60,7 +67,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 def initialised_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """What ``idp init --demo`` writes, once per module (the CLI's start-up costs seconds)."""
     folder = tmp_path_factory.mktemp("initialised")
-    result = idp("init", "--demo", env=environment(folder), cwd=folder)
+    result = run_idp("init", "--demo", env=environment(folder), cwd=folder)
     assert result.returncode == 0, result.stderr
     return folder
 
@@ -101,10 +108,10 @@ def test_init_demo_then_list_users(env: dict[str, str], tmp_path: Path) -> None:
         ("admin@example.com", True),
     }
 
-    again = idp("init", "--demo", env=env, cwd=tmp_path)
+    again = run_idp("init", "--demo", env=env, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "up to date" in again.stdout
-    after = json.loads(idp("user", "list", "--json", env=env, cwd=tmp_path).stdout)
+    after = json.loads(run_idp("user", "list", "--json", env=env, cwd=tmp_path).stdout)
     assert len(after) == 3
 
 
@@ -131,12 +138,14 @@ def test_bad_email_is_one_line(initialised: dict[str, str], tmp_path: Path) -> N
     result = idp("user", "add", "bad-email", "--name", "X", env=initialised, cwd=tmp_path)
     line = assert_one_line_error(result, 1)
     assert "bad-email" in line
-    rows = json.loads(idp("user", "list", "--json", env=initialised, cwd=tmp_path).stdout)
+    rows = json.loads(run_idp("user", "list", "--json", env=initialised, cwd=tmp_path).stdout)
     assert len(rows) == 3
 
 
 def test_duplicate_user_is_one_line(initialised: dict[str, str], tmp_path: Path) -> None:
-    result = idp("user", "add", "ALICE@example.com", "--name", "X", env=initialised, cwd=tmp_path)
+    result = run_idp(
+        "user", "add", "ALICE@example.com", "--name", "X", env=initialised, cwd=tmp_path
+    )
     assert_one_line_error(result, 1)
 
 
@@ -147,14 +156,14 @@ def test_bad_setting_is_one_line_naming_it(
     env: dict[str, str], tmp_path: Path, args: tuple[str, ...]
 ) -> None:
     env["IDP_ISSUER"] = "ftp://x"
-    result = idp(*args, env=env, cwd=tmp_path)
+    result = run_idp(*args, env=env, cwd=tmp_path)
     line = assert_one_line_error(result, 1)
     assert "issuer" in line
     assert not (tmp_path / "idp.sqlite3").exists()
 
 
 def test_missing_database_is_one_line(env: dict[str, str], tmp_path: Path) -> None:
-    result = idp("user", "list", env=env, cwd=tmp_path)
+    result = run_idp("user", "list", env=env, cwd=tmp_path)
     line = assert_one_line_error(result, 1)
     assert "database" in line
 
@@ -162,7 +171,7 @@ def test_missing_database_is_one_line(env: dict[str, str], tmp_path: Path) -> No
 def test_session_revoke_without_arguments_is_usage(
     initialised: dict[str, str], tmp_path: Path
 ) -> None:
-    result = idp("session", "revoke", env=initialised, cwd=tmp_path)
+    result = run_idp("session", "revoke", env=initialised, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "Usage:" in result.stderr
@@ -175,7 +184,7 @@ def test_unknown_command_is_usage(initialised: dict[str, str], tmp_path: Path) -
 
 
 def test_help_lists_the_commands(env: dict[str, str], tmp_path: Path) -> None:
-    result = idp("--help", env=env, cwd=tmp_path)
+    result = run_idp("--help", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     commands = set()
     in_commands = False
@@ -245,13 +254,13 @@ def test_init_demo_alone_registers_every_demo_app(env: dict[str, str], tmp_path:
     """What `make demo` shows, seeded by `idp init --demo` with nothing prepared beforehand."""
     payroll_dir = tmp_path / "payroll-sp"
     env = {**env, "PAYROLL_SP_DIR": str(payroll_dir), "PAYROLL_BASE_URL": "http://127.0.0.1:6003"}
-    result = idp("init", "--demo", env=env, cwd=tmp_path)
+    result = run_idp("init", "--demo", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
 
-    (sp,) = json.loads(idp("sp", "list", "--json", env=env, cwd=tmp_path).stdout)
+    (sp,) = json.loads(run_idp("sp", "list", "--json", env=env, cwd=tmp_path).stdout)
     assert sp["entity_id"] == "http://127.0.0.1:6003/saml/metadata"
     assert sp["acs_urls"] == ["http://127.0.0.1:6003/saml/acs"]
-    clients = json.loads(idp("client", "list", "--json", env=env, cwd=tmp_path).stdout)
+    clients = json.loads(run_idp("client", "list", "--json", env=env, cwd=tmp_path).stdout)
     assert {client["client_id"] for client in clients} == {"notes", "wiki"}
 
     # Payroll itself signs with the key pair registered for it: its metadata names that cert.
@@ -271,9 +280,9 @@ def test_init_demo_follows_the_demo_to_other_ports(
     initialised: dict[str, str], tmp_path: Path
 ) -> None:
     moved = {**initialised, "NOTES_BASE_URL": "http://127.0.0.1:6001"}
-    result = idp("init", "--demo", env=moved, cwd=tmp_path)
+    result = run_idp("init", "--demo", env=moved, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    clients = json.loads(idp("client", "list", "--json", env=moved, cwd=tmp_path).stdout)
+    clients = json.loads(run_idp("client", "list", "--json", env=moved, cwd=tmp_path).stdout)
     uris = {client["client_id"]: client["redirect_uris"] for client in clients}
     assert uris == {
         "notes": ["http://127.0.0.1:6001/callback"],

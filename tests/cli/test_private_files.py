@@ -5,13 +5,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-IDP = Path(sys.executable).parent / "idp"
+from tests.helpers.cli import console as run_idp
 
 
 def mode(path: Path) -> int:
@@ -20,16 +18,11 @@ def mode(path: Path) -> int:
 
 def idp_init(cwd: Path, **settings: str) -> None:
     clean = {key: value for key, value in os.environ.items() if not key.startswith("IDP_")}
-    result = subprocess.run(
-        [str(IDP), "init"],
-        env={**clean, **settings},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        umask=0o022,  # the usual umask, under which SQLite creates its files 0644
-    )
+    umask = os.umask(0o022)  # the usual umask, under which SQLite creates its files 0644
+    try:
+        result = run_idp("init", env={**clean, **settings}, cwd=cwd)
+    finally:
+        os.umask(umask)
     assert result.returncode == 0, result.stderr
 
 

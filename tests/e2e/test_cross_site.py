@@ -2,6 +2,7 @@
 
 The relying party's pages live on http://localhost:PORT and the IdP on http://127.0.0.1:PORT:
 different sites, so a top-level POST from the RP to the IdP carries no SameSite=Lax cookie.
+The module shares one ``idp serve``: each test signs in as a user of its own.
 """
 
 from __future__ import annotations
@@ -29,12 +30,28 @@ import pytest
 from lxml import etree
 
 from tests.e2e.conftest import LiveIdp
+from tests.e2e.conftest import running_idp
 from tests.helpers import saml
 
-pytestmark = pytest.mark.e2e
+# One worker runs the module (--dist loadgroup): it starts one IdP.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("cross_site")]
 
-EMAIL = "alice@example.com"
 PASSWORD = "wonderland"
+
+
+@pytest.fixture(scope="module")
+def live_idp(initialised_idp: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveIdp]:
+    """``idp serve`` on a copy of ``idp init``'s files, for the module's tests."""
+    with running_idp(initialised_idp, tmp_path_factory.mktemp("cross-site")) as live:
+        yield live
+
+
+@pytest.fixture
+def alice(live_idp: LiveIdp) -> str:
+    """A user of this test's own (the IdP is the module's): return the address."""
+    email = f"alice.{secrets.token_hex(4)}@example.com"
+    live_idp.idp("user", "add", email, "--name", "Alice", "--password-stdin", stdin=PASSWORD)
+    return email
 
 
 @dataclass
@@ -109,7 +126,6 @@ class Client:
 
 @pytest.fixture
 def client(live_idp: LiveIdp, rp: RelyingParty) -> Client:
-    live_idp.idp("user", "add", EMAIL, "--name", "Alice", "--password-stdin", stdin=PASSWORD)
     redirect_uri, logged_out_uri = f"{rp.url}/cb", f"{rp.url}/bye"
     created = live_idp.idp(
         "client",
@@ -141,10 +157,10 @@ def authorize_url(live_idp: LiveIdp, client: Client, **params: str) -> str:
     return f"{live_idp.url}/authorize?{urlencode(query)}"
 
 
-def sign_in(page: Any) -> None:
+def sign_in(page: Any, email: str) -> None:
     """Fill in the login form the browser is on."""
     assert urlsplit(page.url).path == "/login", page.url
-    page.fill("input[name=username]", EMAIL)
+    page.fill("input[name=username]", email)
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
 
@@ -173,19 +189,25 @@ def code_at(page: Any, client: Client) -> str:
     return query["code"][0]
 
 
-def live_sessions(live_idp: LiveIdp) -> list[dict[str, Any]]:
-    sessions: list[dict[str, Any]] = json.loads(live_idp.idp("session", "list", "--json").stdout)
+def live_sessions(live_idp: LiveIdp, email: str) -> list[dict[str, Any]]:
+    listed = live_idp.idp("session", "list", "--user", email, "--json")
+    sessions: list[dict[str, Any]] = json.loads(listed.stdout)
     return sessions
 
 
 def test_cross_site_post_logout_ends_the_session_or_asks(
-    live_idp: LiveIdp, rp: RelyingParty, client: Client, browser_page: Any, screenshots: Path
+    live_idp: LiveIdp,
+    rp: RelyingParty,
+    client: Client,
+    alice: str,
+    browser_page: Any,
+    screenshots: Path,
 ) -> None:
     page = browser_page
     page.goto(authorize_url(live_idp, client))
-    sign_in(page)
+    sign_in(page, alice)
     token, claims = id_token(live_idp, client, code_at(page, client))
-    [session] = live_sessions(live_idp)
+    [session] = live_sessions(live_idp, alice)
     assert session["id"] == claims["sid"]
     end_session = f"{live_idp.url}/end_session"
 
@@ -201,7 +223,7 @@ def test_cross_site_post_logout_ends_the_session_or_asks(
     page.wait_for_selector("button[name=confirm]")
     page.screenshot(path=str(screenshots / "1-asked.png"))
     assert "signed out" not in page.content()
-    assert [item["id"] for item in live_sessions(live_idp)] == [claims["sid"]]
+    assert [item["id"] for item in live_sessions(live_idp, alice)] == [claims["sid"]]
 
     # A valid id_token_hint: the session it names ends, and the RP gets its 303 back.
     page.goto(
@@ -216,17 +238,17 @@ def test_cross_site_post_logout_ends_the_session_or_asks(
         )
     )
     page.wait_for_url(f"{client.logged_out_uri}?state=bye-1")
-    assert live_sessions(live_idp) == []
+    assert live_sessions(live_idp, alice) == []
     page.goto(f"{live_idp.url}/")
     assert urlsplit(page.url).path == "/login"
 
 
 def test_prompt_none_by_cross_site_post_signs_in_silently(
-    live_idp: LiveIdp, rp: RelyingParty, client: Client, browser_page: Any
+    live_idp: LiveIdp, rp: RelyingParty, client: Client, alice: str, browser_page: Any
 ) -> None:
     page = browser_page
     page.goto(f"{live_idp.url}/login")
-    sign_in(page)
+    sign_in(page, alice)
     page.wait_for_url(f"{live_idp.url}/")
     fields = {
         "response_type": "code",
@@ -248,9 +270,8 @@ def test_prompt_none_by_cross_site_post_signs_in_silently(
 
 
 def test_saml_is_passive_by_cross_site_post_signs_in_silently(
-    live_idp: LiveIdp, rp: RelyingParty, browser_page: Any, tmp_path: Path
+    live_idp: LiveIdp, rp: RelyingParty, alice: str, browser_page: Any, tmp_path: Path
 ) -> None:
-    live_idp.idp("user", "add", EMAIL, "--name", "Alice", "--password-stdin", stdin=PASSWORD)
     entity_id, acs_url = f"{rp.url}/sp", f"{rp.url}/acs"
     key_pem, cert_pem = saml.sp_key_pair()
     settings = {
@@ -268,7 +289,7 @@ def test_saml_is_passive_by_cross_site_post_signs_in_silently(
     live_idp.idp("sp", "add", "--metadata", str(metadata))
     page = browser_page
     page.goto(f"{live_idp.url}/login")
-    sign_in(page)
+    sign_in(page, alice)
     page.wait_for_url(f"{live_idp.url}/")
 
     request = saml.authn_request(
@@ -292,11 +313,11 @@ def test_saml_is_passive_by_cross_site_post_signs_in_silently(
 
 @pytest.mark.parametrize("max_age", ["0", "1"])
 def test_max_age_in_real_time_asks_for_one_login(
-    live_idp: LiveIdp, client: Client, browser_page: Any, max_age: str
+    live_idp: LiveIdp, client: Client, alice: str, browser_page: Any, max_age: str
 ) -> None:
     page = browser_page
     page.goto(authorize_url(live_idp, client))
-    sign_in(page)
+    sign_in(page, alice)
     _, first = id_token(live_idp, client, code_at(page, client))
     time.sleep(2.2)  # the first login is now older than max_age, in real time
 
@@ -304,7 +325,7 @@ def test_max_age_in_real_time_asks_for_one_login(
     page.wait_for_url(f"{live_idp.url}/login?*")
     time.sleep(1.2)  # the user types the password: longer than max_age
     asked_at = int(time.time())
-    sign_in(page)
+    sign_in(page, alice)
     _, claims = id_token(live_idp, client, code_at(page, client))
     assert claims["sid"] == first["sid"]
     assert claims["auth_time"] >= asked_at >= first["auth_time"] + 3
