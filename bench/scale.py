@@ -34,6 +34,7 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--sessions", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--verbose", action="store_true", help="time each revoke statement")
     parser.add_argument(
         "--postgres-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres"
     )
@@ -64,18 +65,39 @@ def main() -> int:
             db.upgrade_database(db.get_database(app).engine)
             driver.seed(url, args.users, args.sessions)
             per_user = args.sessions // args.users
-            statements = {"list": 0, "revoke": 0}
+            statements = {"list": 0, "revoke": 0, "other": 0}
             current = ["list"]
+            # Time per statement of the revoke (its first words), and of its commit.
+            spent: dict[str, list[float]] = {}
+            started_at = [0.0]
 
-            def count(*_: object) -> None:
+            def count(*args: object) -> None:
                 statements[current[0]] += 1
+                started_at[0] = time.perf_counter()
 
-            event.listen(db.get_database(app).engine, "before_cursor_execute", count)
+            def done(*args: object) -> None:
+                if current[0] == "revoke":
+                    words = " ".join(str(args[2]).split()[:4])[:60]
+                    spent.setdefault(words, []).append(time.perf_counter() - started_at[0])
+
+            def commit_started(*args: object) -> None:
+                started_at[0] = time.perf_counter()
+
+            def commit_done(*args: object) -> None:
+                if current[0] == "revoke":
+                    spent.setdefault("COMMIT", []).append(time.perf_counter() - started_at[0])
+
+            engine = db.get_database(app).engine
+            event.listen(engine, "before_cursor_execute", count)
+            event.listen(engine, "after_cursor_execute", done)
+            event.listen(engine, "commit", commit_started)
+            event.listen(db.get_database(app).sessionmaker, "after_commit", commit_done)
             listed: list[float] = []
             revoked: list[float] = []
             picks = random.sample(range(1, args.users + 1), args.rounds)
             for number in picks:
                 with app.app_context():
+                    current[0] = "other"
                     session = db.get_session()
                     email = f"user{number}@scale.example"
                     user = session.scalar(select(User).where(User.email == email))
@@ -100,6 +122,10 @@ def main() -> int:
                     f"p99 {percentile(values, 0.99):6.1f} ms   max {max(values) * 1000:6.1f} ms   "
                     f"{statements[label] / len(values):.0f} statements"
                 )
+            if args.verbose:
+                print("  revoke, per statement (mean ms per revoke, cursor time):")
+                for words, times in sorted(spent.items(), key=lambda item: -sum(item[1])):
+                    print(f"    {sum(times) / len(revoked) * 1000:6.2f}  {words}")
     finally:
         driver.drop_postgres_database(args.postgres_admin_url, name)
     return 0

@@ -15,6 +15,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,21 +56,16 @@ class Counts:
         )
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
-    parser.add_argument("--verbose", action="store_true", help="print each statement")
-    args = parser.parse_args()
-
-    from sqlalchemy import event
-
+@contextmanager
+def bench_app(db: str) -> Iterator[Any]:
+    """Yield the app built in-process on a throwaway database, keys made, schema fresh."""
     from idp import create_app
     from idp.db import get_database
     from idp.keys.store import get_key_store
 
     with tempfile.TemporaryDirectory() as tmp:
         database = None
-        if args.db == "postgresql":
+        if db == "postgresql":
             from tests.conftest import create_postgres_database
             from tests.conftest import drop_postgres_database
 
@@ -93,13 +90,27 @@ def main() -> int:
                 upgrade_database(get_database(app).engine)
             reset_schema(app)
             with app.app_context():
-                from idp import db
+                from idp import db as idp_db
 
-                get_key_store().ensure_keys(db.now())
-            run(app, args.verbose, get_database(app).engine, event)
+                get_key_store().ensure_keys(idp_db.now())
+            yield app
         finally:
             if database:
                 drop_postgres_database(admin, database)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--verbose", action="store_true", help="print each statement")
+    args = parser.parse_args()
+
+    from sqlalchemy import event
+
+    from idp.db import get_database
+
+    with bench_app(args.db) as app:
+        run(app, args.verbose, get_database(app).engine, event)
     return 0
 
 

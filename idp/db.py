@@ -6,6 +6,8 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
@@ -24,7 +26,10 @@ from sqlalchemy import MetaData
 from sqlalchemy import create_engine
 from sqlalchemy import delete
 from sqlalchemy import event
+from sqlalchemy import insert
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -174,6 +179,41 @@ def now() -> datetime:
     """Return the app's notion of now (tests inject a clock in ``app.extensions``)."""
     clock: Callable[[], datetime] = current_app.extensions["idp.clock"]
     return clock()
+
+
+# Rows per multi-row INSERT of insert_rows: a few thousand bind parameters, well below every
+# driver's limit (SQLite 32,766, PostgreSQL 65,535).
+INSERT_BATCH = 500
+
+
+def insert_rows(model: type[Base], rows: Sequence[Mapping[str, Any]]) -> None:
+    """INSERT ``rows`` (column values) in one multi-row statement per INSERT_BATCH rows.
+
+    For many rows whose objects the caller does not need: the unit of work would INSERT them
+    one at a time on SQLite, which cannot return new ids in order (SQLAlchemy's
+    "insertmanyvalues" then falls back to one statement per row).
+    """
+    for first in range(0, len(rows), INSERT_BATCH):
+        get_session().execute(insert(model).values(list(rows[first : first + INSERT_BATCH])))
+
+
+def build_upserts(
+    model: type[Base],
+    index_elements: Sequence[InstrumentedAttribute[Any]],
+    set_: Callable[[Any], Mapping[str, Any]],
+) -> dict[str, Any]:
+    """Return ``INSERT … ON CONFLICT (index_elements) DO UPDATE SET set_(excluded)`` by dialect.
+
+    For the two dialects that have it (PostgreSQL, SQLite), built once at import: a hot path
+    only binds the row's values (``session.execute(statement, values)``).
+    """
+    built = {}
+    for name, insert_of in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert)):
+        statement = insert_of(model)
+        built[name] = statement.on_conflict_do_update(
+            index_elements=list(index_elements), set_=dict(set_(statement.excluded))
+        )
+    return built
 
 
 # The periodic sweep deletes rows this long after they stopped mattering (expired, ended,

@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from idp import audit
 from idp import db
 from idp.logs import get_request_duration
 from idp.models.audit import AuditEvent
@@ -161,13 +162,14 @@ def init_app(app: Flask) -> None:
 
     @event.listens_for(sessionmaker, "after_commit")
     def _count(session: Session) -> None:
-        rows = session.info.pop(_PENDING, None)
+        rows = session.info.pop(_PENDING, []) + session.info.pop(audit.INSERTED_KEY, [])
         if rows:
             count_committed(get_metrics(app), rows)
 
     @event.listens_for(sessionmaker, "after_rollback")
     def _forget(session: Session) -> None:
         session.info.pop(_PENDING, None)
+        session.info.pop(audit.INSERTED_KEY, None)
 
     @app.after_request
     def _observe(response: Response) -> Response:

@@ -59,4 +59,6 @@ class User(Base):
     # it and still used are reported (idp/tokens/monitor.py).
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
-    groups: Mapped[list[Group]] = relationship(secondary=user_group, lazy="selectin")
+    # Loaded when read (the groups claim, isMemberOf, the MFA policy), not with every user:
+    # most token, userinfo and session lookups never read them.
+    groups: Mapped[list[Group]] = relationship(secondary=user_group, lazy="select")

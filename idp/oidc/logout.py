@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
 from datetime import timedelta
 from typing import Any
@@ -82,18 +83,23 @@ def _post(uri: str, token: str, *, allow_private: bool) -> str | None:
     return None if 200 <= response.status < 300 else f"HTTP {response.status}"
 
 
-def on_session_end(login: LoginSession, joined: list[SessionParticipant], reason: str) -> None:
-    """Revoke the session's tokens and queue a back-channel logout for each participant."""
-    now = db.now()
-    storage.revoke_tokens_of_login(login.id, now)
+def on_sessions_end(
+    logins: Sequence[LoginSession], joined: list[SessionParticipant], reason: str
+) -> list[session_logout.Delivery]:
+    """Revoke the sessions' tokens; return a back-channel logout for each participant with a URI."""
+    storage.revoke_tokens_of_logins([login.id for login in logins], db.now())
+    session_logout.mark_logged_out(joined)
+    storage.preload_clients([participant.rp for participant in joined])
+    deliveries = []
     for participant in joined:
-        participant.logged_out_at = now
         client = storage.get_client(participant.rp)
-        if client is None or not client.backchannel_logout_uri:
-            continue
-        session_logout.enqueue_delivery(
-            login, "oidc", client.client_id, client.backchannel_logout_uri
-        )
+        if client is not None and client.backchannel_logout_uri:
+            deliveries.append(
+                session_logout.Delivery(
+                    participant.login_session_id, client.client_id, client.backchannel_logout_uri
+                )
+            )
+    return deliveries
 
 
 def prepare_delivery(delivery: LogoutDelivery) -> session_logout.Send | str:
@@ -171,7 +177,7 @@ class EndSession(EndSessionEndpoint):  # type: ignore[misc]
 
 def init_app(app: Flask) -> None:
     registry = session_logout.get_registry(app)
-    registry.on_end["oidc"] = on_session_end
+    registry.on_end["oidc"] = on_sessions_end
     registry.senders["oidc"] = prepare_delivery
     registry.reachable["oidc"] = is_reachable_without_browser
     registry.front_channel["oidc"] = front_channel_urls

@@ -36,6 +36,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
     INCLUDE_NEW_REFRESH_TOKEN = True
     # The child a retry within REFRESH_GRACE replaces (its response never reached the client).
     lost_child: OAuthToken | None = None
+    # The use of a live refresh token, recorded in the rotation's transaction.
+    observed: monitor.Use | None = None
 
     def validate_token_request(self) -> None:
         client = self._validate_request_client()
@@ -50,6 +52,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         # granted by the resource owner".
         requested = set((self.request.payload.scope or "").split())
         if not requested <= set(_granted_scope(token).split()):
+            db.get_session().commit()  # the use was recorded all the same
             raise InvalidScopeError()
         self.request.refresh_token = token
 
@@ -68,7 +71,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             use = monitor.Use(
                 usage.REFRESH, family, token.user, None, lambda: storage.revoke_family(family, now)
             )
-            return None if monitor.observe(use, resource=token.client_id) else token
+            # The use is committed with the rotation (save_token): one commit per refresh.
+            self.observed = use
+            return None if monitor.observe(use, resource=token.client_id, commit=False) else token
         children = storage.get_child_tokens(token)
         lost = children[0] if len(children) == 1 else None
         # The grace is only for a confidential client, whose retry had to authenticate: a
@@ -124,7 +129,15 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             won = storage.claim_rotation(parent.id, now)
         if not won:
             db.get_session().rollback()
+            if self.observed is not None:  # the rollback took the use's record: write it again
+                usage.record_use(
+                    usage.REFRESH,
+                    self.observed.token_id,
+                    user_id=self.observed.user.id if self.observed.user else None,
+                    resource=parent.client_id,
+                )
             raise InvalidGrantError()
+        # Stores the new pair and commits it with the rotation and the use's record.
         self.server.save_token(token, self.request)
 
     def revoke_old_credential(self, refresh_token: OAuthToken) -> None:
@@ -151,5 +164,5 @@ def _is_refreshable(token: OAuthToken, now: datetime) -> bool:
 
 def _granted_scope(token: OAuthToken) -> str:
     # Every refresh token of a family carries the scope of the grant that began it.
-    root = storage.get_family_root(token.family_id)
-    return root.scope if root is not None else token.scope
+    granted = storage.get_granted_scope(token.family_id)
+    return granted if granted is not None else token.scope

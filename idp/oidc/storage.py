@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import select
 from sqlalchemy import update
@@ -21,6 +22,27 @@ from idp.models.oidc import Consent
 from idp.models.oidc import OAuthClient
 from idp.models.oidc import OAuthToken
 from idp.models.oidc import hash_secret
+
+# The statements of the token endpoint, /authorize and /userinfo, built once: each request
+# only binds its values (SQLAlchemy then also reuses the statement's cache key).
+_CLIENT_BY_ID = select(OAuthClient).where(OAuthClient.client_id == bindparam("client_id"))
+_CODE_BY_HASH = (
+    select(AuthorizationCode)
+    .where(
+        AuthorizationCode.code_hash == bindparam("code_hash"),
+        AuthorizationCode.client_id == bindparam("client_id"),
+    )
+    .options(joinedload(AuthorizationCode.login).lazyload(LoginSession.user))
+)
+_CODE_WITH_NONCE = select(AuthorizationCode.id).where(
+    AuthorizationCode.client_id == bindparam("client_id"),
+    AuthorizationCode.nonce == bindparam("nonce"),
+)
+_CLAIM_CODE = (
+    update(AuthorizationCode)
+    .where(AuthorizationCode.id == bindparam("code_id"), AuthorizationCode.used_at.is_(None))
+    .values(used_at=bindparam("now"))
+)
 
 
 def get_client(client_id: str) -> OAuthClient | None:
@@ -46,10 +68,26 @@ def _lookup_client(client_id: str) -> OAuthClient | None:
     clients = _request_cache(session, "clients")
     client: OAuthClient | None = clients.get(client_id)
     if client is None or client not in session:
-        client = session.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
+        client = session.scalar(_CLIENT_BY_ID, {"client_id": client_id})
         if client is not None:
             clients[client_id] = client
     return client
+
+
+def preload_clients(client_ids: list[str]) -> None:
+    """Look up many clients in one SELECT, so the :func:`get_client` calls that follow ask none."""
+    session = db.get_session()
+    clients = _request_cache(session, "clients")
+    wanted = {
+        client_id
+        for client_id in client_ids
+        if client_id not in clients or clients[client_id] not in session
+    }
+    if wanted:
+        for client in session.scalars(
+            select(OAuthClient).where(OAuthClient.client_id.in_(sorted(wanted)))
+        ):
+            clients[client.client_id] = client
 
 
 def client_id_exists(client_id: str) -> bool:
@@ -131,12 +169,7 @@ def add_code(code: AuthorizationCode) -> None:
 def get_code(code: str, client_id: str) -> AuthorizationCode | None:
     """Return the code issued to ``client_id`` (used or not), or None."""
     return db.get_session().scalar(
-        select(AuthorizationCode)
-        .where(
-            AuthorizationCode.code_hash == hash_secret(code),
-            AuthorizationCode.client_id == client_id,
-        )
-        .options(joinedload(AuthorizationCode.login).lazyload(LoginSession.user))
+        _CODE_BY_HASH, {"code_hash": hash_secret(code), "client_id": client_id}
     )
 
 
@@ -150,11 +183,7 @@ def nonce_was_used(client_id: str, nonce: str) -> bool:
     unused = _request_cache(session, "unused_nonces")
     if (client_id, nonce) in unused:
         return False
-    found = session.scalar(
-        select(AuthorizationCode.id).where(
-            AuthorizationCode.client_id == client_id, AuthorizationCode.nonce == nonce
-        )
-    )
+    found = session.scalar(_CODE_WITH_NONCE, {"client_id": client_id, "nonce": nonce})
     if found is None:
         unused[(client_id, nonce)] = True
     return found is not None
@@ -165,23 +194,51 @@ def add_token(token: OAuthToken) -> None:
     db.get_session().flush()
 
 
-# A token's login belongs to the token's user: that user (and its groups) is loaded once, through
+# A token's login belongs to the token's user: that user is loaded once, through
 # ``token.user``; ``token.login.user`` then comes from the session's identity map, no query.
 _TOKEN_LOADS = (joinedload(OAuthToken.login).lazyload(LoginSession.user),)
 
 
+_TOKEN_BY_JTI = select(OAuthToken).where(OAuthToken.jti == bindparam("jti")).options(*_TOKEN_LOADS)
+
+
 def get_token_by_jti(jti: str) -> OAuthToken | None:
-    return db.get_session().scalar(
-        select(OAuthToken).where(OAuthToken.jti == jti).options(*_TOKEN_LOADS)
+    return db.get_session().scalar(_TOKEN_BY_JTI, {"jti": jti})
+
+
+def _granted_scope_of(family_id: Any) -> Any:
+    """Return the scope of a refresh family's first issuance (the grant itself), as SQL."""
+    root = aliased(OAuthToken)
+    return (
+        select(root.scope)
+        .where(root.family_id == family_id, root.parent_id.is_(None))
+        .order_by(root.id)
+        .limit(1)
+        .scalar_subquery()
     )
+
+
+_TOKEN_BY_REFRESH_HASH = (
+    select(OAuthToken, _granted_scope_of(OAuthToken.family_id))
+    .where(OAuthToken.refresh_token_hash == bindparam("refresh_token_hash"))
+    .options(*_TOKEN_LOADS)
+)
+_GRANTED_SCOPE = select(_granted_scope_of(bindparam("family_id")))
 
 
 def get_token_by_refresh_token(refresh_token: str) -> OAuthToken | None:
-    return db.get_session().scalar(
-        select(OAuthToken)
-        .where(OAuthToken.refresh_token_hash == hash_secret(refresh_token))
-        .options(*_TOKEN_LOADS)
-    )
+    """Return the issuance of a refresh token; its family's granted scope comes along."""
+    session = db.get_session()
+    found = session.execute(
+        _TOKEN_BY_REFRESH_HASH, {"refresh_token_hash": hash_secret(refresh_token)}
+    ).first()
+    if found is None:
+        return None
+    token, granted = found
+    if granted is not None:
+        _request_cache(session, "granted_scopes")[token.family_id] = granted
+    result: OAuthToken = token
+    return result
 
 
 def get_child_tokens(token: OAuthToken) -> list[OAuthToken]:
@@ -193,25 +250,19 @@ def get_child_tokens(token: OAuthToken) -> list[OAuthToken]:
     )
 
 
-def get_family_root(family_id: str) -> OAuthToken | None:
-    """Return the first issuance of a refresh family: the one the grant itself produced.
+def get_granted_scope(family_id: str) -> str | None:
+    """Return the scope of a refresh family's first issuance: the one the grant produced.
 
-    It never changes: one query per request however often it is asked.
+    It never changes: asked at most once per request (none after the refresh token lookup).
     """
     session = db.get_session()
-    roots = _request_cache(session, "family_roots")
-    root: OAuthToken | None = roots.get(family_id)
-    if root is None:
-        root = session.scalar(
-            select(OAuthToken)
-            .where(OAuthToken.family_id == family_id, OAuthToken.parent_id.is_(None))
-            .order_by(OAuthToken.id)
-            .limit(1)
-            .options(*_TOKEN_LOADS)
-        )
-        if root is not None:
-            roots[family_id] = root
-    return root
+    scopes = _request_cache(session, "granted_scopes")
+    scope: str | None = scopes.get(family_id)
+    if scope is None:
+        scope = session.scalar(_GRANTED_SCOPE, {"family_id": family_id})
+        if scope is not None:
+            scopes[family_id] = scope
+    return scope
 
 
 def claim_code(code_id: int, now: datetime) -> bool:
@@ -219,36 +270,37 @@ def claim_code(code_id: int, now: datetime) -> bool:
 
     One conditional UPDATE, so two concurrent redemptions cannot both succeed.
     """
-    result = db.get_session().execute(
-        update(AuthorizationCode)
-        .where(AuthorizationCode.id == code_id, AuthorizationCode.used_at.is_(None))
-        .values(used_at=now)
-    )
+    result = db.get_session().execute(_CLAIM_CODE, {"code_id": code_id, "now": now})
     return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
 
 
-def _update_live_token(token_id: int, **values: datetime) -> bool:
+def _update_live_token(column: str) -> Any:
     # One conditional UPDATE: of two concurrent callers exactly one sees rowcount 1.
-    result = db.get_session().execute(
+    return (
         update(OAuthToken)
         .where(
-            OAuthToken.id == token_id,
+            OAuthToken.id == bindparam("token_id"),
             OAuthToken.rotated_at.is_(None),
             OAuthToken.revoked_at.is_(None),
         )
-        .values(**values)
+        .values({column: bindparam("now")})
     )
-    return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
+
+
+_CLAIM_ROTATION = _update_live_token("rotated_at")
+_REVOKE_UNUSED = _update_live_token("revoked_at")
 
 
 def claim_rotation(token_id: int, now: datetime) -> bool:
     """Mark a live refresh token rotated; return whether this caller won it."""
-    return _update_live_token(token_id, rotated_at=now)
+    result = db.get_session().execute(_CLAIM_ROTATION, {"token_id": token_id, "now": now})
+    return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
 
 
 def revoke_unused_token(token_id: int, now: datetime) -> bool:
     """Revoke a token that is neither revoked nor rotated; return whether this caller did."""
-    return _update_live_token(token_id, revoked_at=now)
+    result = db.get_session().execute(_REVOKE_UNUSED, {"token_id": token_id, "now": now})
+    return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
 
 
 def revoke_family(family_id: str, now: datetime) -> int:
@@ -282,11 +334,11 @@ def list_issuances_of_logins(login_session_ids: list[int]) -> list[tuple[int, in
     return [(int(a or 0), b, c, d) for a, b, c, d in db.get_session().execute(query)]
 
 
-def revoke_tokens_of_login(login_session_id: int, now: datetime) -> int:
-    """Revoke every token issued in a login session."""
+def revoke_tokens_of_logins(login_session_ids: list[int], now: datetime) -> int:
+    """Revoke every token issued in these login sessions; return how many were live."""
     result = db.get_session().execute(
         update(OAuthToken)
-        .where(OAuthToken.login_session_id == login_session_id, OAuthToken.revoked_at.is_(None))
+        .where(OAuthToken.login_session_id.in_(login_session_ids), OAuthToken.revoked_at.is_(None))
         .values(revoked_at=now)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ HTTP-Redirect URLs, or a page that POSTs it); LogoutResponses to the SP that ask
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from datetime import timedelta
 from typing import Final
@@ -71,14 +72,15 @@ def end_sessions(sp: ServiceProvider, logout: LogoutRequest) -> tuple[str, list[
     """End the login sessions ``logout`` names (SAML Core §3.7.3.2); audit; commit.
 
     Return the LogoutResponse status and the front-channel logout URLs of the sessions' other
-    participants (OIDC back-channel logout already went out from ``revoke_login``).
+    participants (OIDC back-channel logout already went out from ``end_logins``).
     """
     records = storage.find_session_indexes(sp.entity_id, logout.name_id, logout.session_indexes)
-    ended = 0
-    for record in records:
-        # Profiles §4.4.3.3: the requester is not sent a LogoutRequest of its own.
-        if sessions.revoke_login(record.login, "saml_logout", initiator=("saml", sp.entity_id)):
-            ended += 1
+    # Profiles §4.4.3.3: the requester is not sent a LogoutRequest of its own.
+    ended = len(
+        sessions.end_logins(
+            [record.login for record in records], "saml_logout", initiator=("saml", sp.entity_id)
+        )
+    )
     first = records[0].login if records else None
     audit.record(
         "saml_logout",
@@ -213,13 +215,20 @@ def is_reachable_without_browser(entity_id: str) -> bool:
     return sp is not None and soap_location(sp) is not None
 
 
-def on_session_end(login: LoginSession, joined: list[SessionParticipant], reason: str) -> None:
-    """Queue a SOAP LogoutRequest to each participant with a SOAP endpoint (an EndHandler)."""
+def on_sessions_end(
+    logins: Sequence[LoginSession], joined: list[SessionParticipant], reason: str
+) -> list[session_logout.Delivery]:
+    """Return a SOAP LogoutRequest for each participant with a SOAP endpoint (an EndHandler)."""
+    sps = storage.find_service_providers([participant.rp for participant in joined])
+    deliveries = []
     for participant in joined:
-        sp = storage.find_service_provider(participant.rp)
+        sp = sps.get(participant.rp)
         location = soap_location(sp) if sp is not None else None
         if sp is not None and location is not None:
-            session_logout.enqueue_delivery(login, "saml", sp.entity_id, location)
+            deliveries.append(
+                session_logout.Delivery(participant.login_session_id, sp.entity_id, location)
+            )
+    return deliveries
 
 
 def prepare_delivery(delivery: LogoutDelivery) -> session_logout.Send | str:
@@ -329,7 +338,7 @@ def front_channel_urls(login: LoginSession, participants: list[SessionParticipan
 def init_app(app: Flask) -> None:
     """Let the shared logout reach the SAML participants of a session (SOAP, front-channel)."""
     registry = session_logout.get_registry(app)
-    registry.on_end["saml"] = on_session_end
+    registry.on_end["saml"] = on_sessions_end
     registry.senders["saml"] = prepare_delivery
     registry.reachable["saml"] = is_reachable_without_browser
     registry.front_channel["saml"] = front_channel_urls

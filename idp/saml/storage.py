@@ -39,6 +39,16 @@ def find_service_provider(entity_id: str) -> ServiceProvider | None:
     )
 
 
+def find_service_providers(entity_ids: Sequence[str]) -> dict[str, ServiceProvider]:
+    """Return the SPs with these entity IDs (enabled or not) by entity ID, in one SELECT."""
+    if not entity_ids:
+        return {}
+    found = db.get_session().scalars(
+        select(ServiceProvider).where(ServiceProvider.entity_id.in_(sorted(set(entity_ids))))
+    )
+    return {sp.entity_id: sp for sp in found}
+
+
 def add_service_provider(sp: ServiceProvider) -> None:
     """Persist a new SP; the caller commits."""
     db.get_session().add(sp)

@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
 from datetime import timedelta
+from typing import Any
+from typing import NamedTuple
 
 from flask import Flask
 from flask import current_app
+from sqlalchemy.orm.attributes import set_committed_value
 
 from idp import audit
 from idp import db
@@ -36,7 +39,20 @@ FIRST_RETRY = timedelta(seconds=5)
 MAX_RETRY_INTERVAL = timedelta(minutes=10)
 MAX_PARALLEL_DELIVERIES = 8
 
-EndHandler = Callable[[LoginSession, list[SessionParticipant], str], None]
+
+class Delivery(NamedTuple):
+    """A back-channel logout to queue: of one session, to one RP of the handler's protocol."""
+
+    login_session_id: int
+    rp: str
+    uri: str
+
+
+# A protocol's part of ending sessions, inside the ending transaction: given the sessions that
+# ended, the participants of that protocol in any of them (each names its login_session_id)
+# and the reason, it revokes what it issued in them and returns the deliveries to queue. One
+# call for all the sessions, so each table is written once however many sessions end.
+EndHandler = Callable[[Sequence[LoginSession], list[SessionParticipant], str], list[Delivery]]
 AfterCommit = Callable[[Sequence[LoginSession]], None]
 FrontChannel = Callable[[LoginSession, list[SessionParticipant]], list[str]]
 Periodic = Callable[[], object]
@@ -76,17 +92,19 @@ def get_registry(app: Flask | None = None) -> LogoutRegistry:
     return registry
 
 
-def join(login: LoginSession, protocol: str, rp: str) -> SessionParticipant:
+def join(login: LoginSession, protocol: str, rp: str) -> None:
     """Record that ``rp`` received tokens or assertions in ``login``; the caller commits."""
+    storage.record_participant(login.id, protocol, rp, db.now())
+
+
+def mark_logged_out(joined: Sequence[SessionParticipant]) -> None:
+    """Record in one UPDATE that ``joined`` were told of the end; the caller commits."""
+    if not joined:
+        return
     now = db.now()
-    participant = storage.get_participant(login, protocol, rp)
-    if participant is None:
-        participant = SessionParticipant(
-            login_session_id=login.id, protocol=protocol, rp=rp, joined_at=now, last_seen_at=now
-        )
-        storage.add_participant(participant)
-    participant.last_seen_at = now
-    return participant
+    storage.set_logged_out([item.id for item in joined], now)
+    for item in joined:
+        set_committed_value(item, "logged_out_at", now)
 
 
 def participants(login: LoginSession) -> list[SessionParticipant]:
@@ -109,19 +127,25 @@ def is_reachable_without_browser(participant: SessionParticipant) -> bool:
     return reachable is not None and reachable(participant.rp)
 
 
-def on_session_ended(
-    login: LoginSession, reason: str, *, initiator: tuple[str, str] | None = None
+def on_sessions_ended(
+    logins: Sequence[LoginSession], reason: str, *, initiator: tuple[str, str] | None = None
 ) -> None:
     """Run every protocol's end handler inside the ending transaction (revoke, enqueue).
 
-    ``initiator`` (protocol, rp) started the logout itself: its queued delivery is dropped.
+    ``initiator`` (protocol, rp) started the logout itself: no delivery to it is queued.
     """
-    joined = participants(login)
-    registry = get_registry()
-    for protocol, handler in registry.on_end.items():
-        handler(login, [item for item in joined if item.protocol == protocol], reason)
-    if initiator is not None:
-        storage.cancel_logout_deliveries(login.id, *initiator)
+    if not logins:
+        return
+    joined = [item for items in participants_of(list(logins)).values() for item in items]
+    queued: list[tuple[str, Delivery]] = []
+    for protocol, handler in get_registry().on_end.items():
+        for delivery in handler(
+            logins, [item for item in joined if item.protocol == protocol], reason
+        ):
+            # The initiator started the logout itself: it is sent no message about it.
+            if (protocol, delivery.rp) != initiator:
+                queued.append((protocol, delivery))
+    _enqueue(queued)
 
 
 def after_sessions_ended(logins: Sequence[LoginSession]) -> None:
@@ -138,22 +162,34 @@ def after_sessions_ended(logins: Sequence[LoginSession]) -> None:
 # -- the back-channel delivery queue, shared by the protocols ----------------------------------
 
 
-def enqueue_delivery(login: LoginSession, protocol: str, rp: str, uri: str) -> None:
-    """Queue a back-channel logout of ``login`` to ``rp`` at ``uri``; the caller commits."""
+# The sessions this database session queued deliveries of, for deliver_for after the commit.
+_QUEUED = "idp.logout.queued"
+
+
+def _enqueue(queued: Sequence[tuple[str, Delivery]]) -> None:
+    """Queue back-channel logouts (protocol, delivery) in one INSERT; the caller commits."""
+    if not queued:
+        return
     now = db.now()
-    storage.add_logout_delivery(
-        LogoutDelivery(
-            protocol=protocol,
-            rp=rp,
-            login_session_id=login.id,
-            uri=uri,
-            attempts=0,
-            created_at=now,
-            # The ending request sends it right after commit (deliver_for); the sweeps of
-            # other workers take it only if that attempt never happened.
-            next_attempt_at=now + FIRST_RETRY,
-            give_up_at=now + RETRY_WINDOW,
-        )
+    db.get_session().info.setdefault(_QUEUED, set()).update(
+        delivery.login_session_id for _, delivery in queued
+    )
+    storage.add_logout_deliveries(
+        [
+            {
+                "protocol": protocol,
+                "rp": delivery.rp,
+                "login_session_id": delivery.login_session_id,
+                "uri": delivery.uri,
+                "attempts": 0,
+                "created_at": now,
+                # The ending request sends them right after commit (deliver_for); the sweeps
+                # of other workers take one only if that attempt never happened.
+                "next_attempt_at": now + FIRST_RETRY,
+                "give_up_at": now + RETRY_WINDOW,
+            }
+            for protocol, delivery in queued
+        ]
     )
 
 
@@ -164,35 +200,37 @@ def _prepare(delivery: LogoutDelivery) -> Send | str:
     return sender(delivery)
 
 
-def _audit(event: str, delivery: LogoutDelivery, **details: object) -> None:
-    audit.record(
-        event,
-        sid=delivery.login.sid,
-        user_id=delivery.login.user_id,
-        rp=delivery.rp,
-        protocol=delivery.protocol,
-        attempts=delivery.attempts,
+def _audit_fields(delivery: LogoutDelivery, **details: object) -> dict[str, Any]:
+    return {
+        "sid": delivery.login.sid,
+        "user_id": delivery.login.user_id,
+        "rp": delivery.rp,
+        "protocol": delivery.protocol,
+        "attempts": delivery.attempts,
         **details,
-    )
+    }
 
 
-def _record(delivery: LogoutDelivery, error: str | None, now: datetime) -> None:
-    """Record one attempt's result: delivered, failed (retried later) or abandoned; audit."""
+def _record(
+    delivery: LogoutDelivery, error: str | None, now: datetime
+) -> tuple[str, dict[str, Any]]:
+    """Record one attempt's result: delivered, failed (retried later) or abandoned.
+
+    Return its audit event, for the caller to record with the others.
+    """
     delivery.attempts += 1
     if error is None:
         delivery.delivered_at = now
         delivery.next_attempt_at = None
-        _audit("backchannel_logout_delivered", delivery)
-        return
+        return "backchannel_logout_delivered", _audit_fields(delivery)
     delivery.last_error = error
     backoff = min(FIRST_RETRY * 2 ** (delivery.attempts - 1), MAX_RETRY_INTERVAL)
     if now + backoff >= delivery.give_up_at:
         delivery.failed_at = now
         delivery.next_attempt_at = None
-        _audit("backchannel_logout_abandoned", delivery, error=error)
-    else:
-        delivery.next_attempt_at = now + backoff
-        _audit("backchannel_logout_failed", delivery, error=error)
+        return "backchannel_logout_abandoned", _audit_fields(delivery, error=error)
+    delivery.next_attempt_at = now + backoff
+    return "backchannel_logout_failed", _audit_fields(delivery, error=error)
 
 
 def _attempt(deliveries: Sequence[LogoutDelivery]) -> None:
@@ -213,14 +251,22 @@ def _attempt(deliveries: Sequence[LogoutDelivery]) -> None:
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_DELIVERIES, len(jobs) or 1)) as pool:
         results = list(pool.map(lambda job: job[1](), jobs))
     now = db.now()
-    for (delivery, _send), error in zip(jobs, results, strict=True):
-        _record(delivery, error, now)
+    audit.record_many(
+        [
+            _record(delivery, error, now)
+            for (delivery, _send), error in zip(jobs, results, strict=True)
+        ]
+    )
     db.get_session().commit()
 
 
 def deliver_for(logins: Sequence[LoginSession]) -> None:
     """Deliver the queued logouts of sessions that just ended (post-commit hook)."""
-    _attempt(storage.claim_new_deliveries([login.id for login in logins]))
+    # Sessions whose apps hear of nothing by back-channel cost no query here.
+    queued: set[int] = db.get_session().info.pop(_QUEUED, set())
+    ids = [login.id for login in logins if login.id in queued]
+    if ids:
+        _attempt(storage.claim_new_deliveries(ids))
 
 
 def deliver_due() -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
@@ -210,43 +211,58 @@ def current_login() -> LoginSession | None:
     return login
 
 
-def _revoke(login: LoginSession, reason: str, initiator: tuple[str, str] | None = None) -> bool:
-    if login.revoked_at is not None:
-        return False
-    now = db.now()
-    if not storage.end_login(login.id, now, reason):
-        db.get_session().refresh(login)
-        return False
-    set_committed_value(login, "revoked_at", now)
-    set_committed_value(login, "revoked_reason", reason)
-    audit.record("session_revoked", user_id=login.user_id, sid=login.sid, reason=reason)
-    # Protocols revoke their tokens and queue their logout messages in this transaction.
-    logout.on_session_ended(login, reason, initiator=initiator)
-    return True
-
-
-def _revoke_all(
-    logins: list[LoginSession],
+def end_logins(
+    logins: Sequence[LoginSession],
     reason: str,
-    initiator: tuple[str, str] | None = None,
     *,
+    initiator: tuple[str, str] | None = None,
+    also_record: str | None = None,
     best_effort: bool = False,
 ) -> list[LoginSession]:
-    """End these sessions in this transaction; return the ones this call ended."""
-    # Every end of a session passes here: its cached record goes before the row changes.
-    live = [login.token_hash for login in logins if login.revoked_at is None]
-    cache.invalidate(live, best_effort=best_effort)
-    return [login for login in logins if _revoke(login, reason, initiator)]
+    """End login sessions everywhere in one transaction; commit. Return the ones this call ended.
+
+    Every way a session ends comes here, for one session or many, at the cost of one
+    statement per table whatever their number: their cached records dropped, one
+    conditional UPDATE of the sessions, one INSERT of their ``session_revoked`` audit rows,
+    and each protocol's handler (tokens revoked, logout messages queued); after the commit
+    the back-channel deliveries go out. ``initiator`` (protocol, rp) asked for the end
+    itself: it is sent no back-channel logout. ``also_record``: an audit event recorded for
+    each of ``logins`` in the same transaction (the logout form's ``logout``), ended now or
+    before. ``best_effort``: the cached records are dropped if the cache answers, and the
+    sessions end even if it does not.
+    """
+    candidates = [login for login in logins if login.revoked_at is None]
+    # Its cached record goes before the row changes.
+    cache.invalidate([login.token_hash for login in candidates], best_effort=best_effort)
+    now = db.now()
+    won = storage.end_logins([login.id for login in candidates], now, reason)
+    # Another worker (a sweep, an admin) ended the others first: only ours go on to delivery.
+    storage.reload_logins([login.id for login in candidates if login.id not in won])
+    ended = [login for login in candidates if login.id in won]
+    events: list[tuple[str, dict[str, Any]]] = []
+    for login in ended:
+        set_committed_value(login, "revoked_at", now)
+        set_committed_value(login, "revoked_reason", reason)
+        events.append(
+            ("session_revoked", {"user_id": login.user_id, "sid": login.sid, "reason": reason})
+        )
+    if also_record is not None:
+        events.extend(
+            (also_record, {"user_id": login.user_id, "sid": login.sid}) for login in logins
+        )
+    audit.record_many(events)
+    # Protocols revoke their tokens and queue their logout messages in this transaction.
+    logout.on_sessions_ended(ended, reason, initiator=initiator)
+    db.get_session().commit()
+    logout.after_sessions_ended(ended)
+    return ended
 
 
 def end_current_login(reason: str = "logout") -> LoginSession | None:
     """End this browser's login session (if any) and forget the cookie; commit."""
     login = current_login()
     if login is not None:
-        _revoke_all([login], reason)
-        audit.record("logout", user_id=login.user_id, sid=login.sid)
-        db.get_session().commit()
-        logout.after_sessions_ended([login])
+        end_logins([login], reason, also_record="logout")
     logout_user()
     session.clear()
     return login
@@ -264,22 +280,14 @@ def revoke_login(
 
     ``initiator`` (protocol, rp) asked for the end itself: it is sent no back-channel logout.
     """
-    changed = bool(_revoke_all([login], reason, initiator))
-    db.get_session().commit()
-    if changed:
-        logout.after_sessions_ended([login])
-    return changed
+    return bool(end_logins([login], reason, initiator=initiator))
 
 
 def revoke_user_sessions(
     user: User, reason: str, *, keep: LoginSession | None = None
 ) -> list[LoginSession]:
     """End every live session of ``user`` except ``keep``; commit. Return the ended ones."""
-    live = storage.list_unexpired_logins(db.now(), user, keep=keep)
-    ended = _revoke_all(live, reason)
-    db.get_session().commit()
-    logout.after_sessions_ended(ended)
-    return ended
+    return end_logins(storage.list_unexpired_logins(db.now(), user, keep=keep), reason)
 
 
 def expire_stale_logins() -> list[LoginSession]:
@@ -287,13 +295,9 @@ def expire_stale_logins() -> list[LoginSession]:
     now = db.now()
     idle_cutoff = now - get_settings().session_idle_timeout
     stale = storage.list_stale_logins(now, idle_cutoff, limit=500)
-    # Another worker's sweep may end some of them first: only ours go on to delivery.
     # An expired session's cached record is refused by its own times (and lives no longer),
     # so the sweep goes on while Redis is down: logout deliveries must not wait for it.
-    ended = _revoke_all(stale, "expired", best_effort=True)
-    db.get_session().commit()
-    logout.after_sessions_ended(ended)
-    return ended
+    return end_logins(stale, "expired", best_effort=True)
 
 
 def purge_ended_logins() -> int:

@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select
-from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import update
+from sqlalchemy.orm import lazyload
 
 from idp import db
 from idp.models.login import LoginSession
@@ -34,17 +34,41 @@ def get_login_by_sid(sid: str) -> LoginSession | None:
     return db.get_session().scalar(select(LoginSession).where(LoginSession.sid == sid))
 
 
-def end_login(login_id: int, now: datetime, reason: str) -> bool:
-    """Mark the session ended unless it already was (compare-and-set); return whether we did."""
-    # Another worker (a sweep, an admin) may have ended this session since we read it, and its
-    # participants must hear of the end only once.
-    ended = db.get_session().execute(
+def end_logins(login_ids: list[int], now: datetime, reason: str) -> set[int]:
+    """Mark the sessions ended unless they already were (compare-and-set); return those we did."""
+    # Another worker (a sweep, an admin) may have ended some of them since we read them, and
+    # their participants must hear of the end only once: one conditional UPDATE for all, and
+    # RETURNING says which rows this transaction changed.
+    if not login_ids:
+        return set()
+    session = db.get_session()
+    statement = (
         update(LoginSession)
-        .where(LoginSession.id == login_id, LoginSession.revoked_at.is_(None))
+        .where(LoginSession.revoked_at.is_(None))
         .values(revoked_at=now, revoked_reason=reason)
         .execution_options(synchronize_session=False)
     )
-    return bool(ended.rowcount == 1)  # type: ignore[attr-defined]
+    if not session.get_bind().dialect.update_returning:  # MySQL: one UPDATE per session
+        won = set()
+        for login_id in login_ids:
+            result = session.execute(statement.where(LoginSession.id == login_id))
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                won.add(login_id)
+        return won
+    ended = session.execute(
+        statement.where(LoginSession.id.in_(login_ids)).returning(LoginSession.id)
+    )
+    return set(ended.scalars())
+
+
+def reload_logins(login_ids: list[int]) -> None:
+    """Read these sessions again into the identity map (another transaction changed them)."""
+    if login_ids:
+        db.get_session().scalars(
+            select(LoginSession)
+            .where(LoginSession.id.in_(login_ids))
+            .execution_options(populate_existing=True)
+        ).all()
 
 
 def list_unexpired_logins(
@@ -55,7 +79,8 @@ def list_unexpired_logins(
         LoginSession.revoked_at.is_(None), LoginSession.expires_at > now
     )
     if user is not None:
-        query = query.where(LoginSession.user_id == user.id)
+        # The user is in the identity map already: no join.
+        query = query.where(LoginSession.user_id == user.id).options(lazyload(LoginSession.user))
     if keep is not None:
         query = query.where(LoginSession.id != keep.id)
     return list(db.get_session().scalars(query.order_by(LoginSession.created_at.desc())))
@@ -115,18 +140,53 @@ def purge_logins(before: datetime) -> int:
     return db.delete_batch(LoginSession.id, LoginSession.revoked_at < before)
 
 
-def get_participant(login: LoginSession, protocol: str, rp: str) -> SessionParticipant | None:
-    return db.get_session().scalar(
+# Built once per dialect: every token response and assertion runs it.
+_RECORD_PARTICIPANT = db.build_upserts(
+    SessionParticipant,
+    [SessionParticipant.login_session_id, SessionParticipant.protocol, SessionParticipant.rp],
+    lambda excluded: {"last_seen_at": excluded.last_seen_at},
+)
+
+
+def record_participant(login_session_id: int, protocol: str, rp: str, now: datetime) -> None:
+    """Record that ``rp`` joined a session, or was seen in it again: one statement.
+
+    ``INSERT … ON CONFLICT DO UPDATE``: two first tokens of one app at once both succeed.
+    """
+    session = db.get_session()
+    values = {
+        "login_session_id": login_session_id,
+        "protocol": protocol,
+        "rp": rp,
+        "joined_at": now,
+        "last_seen_at": now,
+    }
+    upsert = _RECORD_PARTICIPANT.get(session.get_bind().dialect.name)
+    if upsert is not None:
+        session.execute(upsert, values)
+        return
+    # No portable upsert: read, then insert or update.
+    participant = session.scalar(
         select(SessionParticipant).where(
-            SessionParticipant.login_session_id == login.id,
+            SessionParticipant.login_session_id == login_session_id,
             SessionParticipant.protocol == protocol,
             SessionParticipant.rp == rp,
         )
     )
+    if participant is None:
+        session.add(SessionParticipant(**values))
+    else:
+        participant.last_seen_at = now
 
 
-def add_participant(participant: SessionParticipant) -> None:
-    db.get_session().add(participant)
+def set_logged_out(participant_ids: list[int], now: datetime) -> None:
+    """Record that these participants were told of their session's end (the caller commits)."""
+    db.get_session().execute(
+        update(SessionParticipant)
+        .where(SessionParticipant.id.in_(participant_ids))
+        .values(logged_out_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def list_participants_of(logins: list[LoginSession]) -> dict[int, list[SessionParticipant]]:
@@ -162,22 +222,9 @@ def purge_logout_deliveries(before: datetime) -> int:
     )
 
 
-def add_logout_delivery(delivery: LogoutDelivery) -> None:
-    db.get_session().add(delivery)
-
-
-def cancel_logout_deliveries(login_session_id: int, protocol: str, rp: str) -> None:
-    """Delete the not-yet-tried deliveries of one session to one RP (the caller commits)."""
-    db.get_session().execute(
-        delete(LogoutDelivery)
-        .where(
-            LogoutDelivery.login_session_id == login_session_id,
-            LogoutDelivery.protocol == protocol,
-            LogoutDelivery.rp == rp,
-            LogoutDelivery.attempts == 0,
-        )
-        .execution_options(synchronize_session=False)
-    )
+def add_logout_deliveries(rows: list[dict[str, Any]]) -> None:
+    """Queue back-channel deliveries (column values) in one INSERT; the caller commits."""
+    db.insert_rows(LogoutDelivery, rows)
 
 
 def _skip_locked(query: Select[LogoutDelivery]) -> Select[LogoutDelivery]:

@@ -73,20 +73,29 @@ class Use:
     revoke: Callable[[], object] | None = None
 
 
-def observe(use: Use, *, resource: str) -> bool:
-    """Record a direct use of a token and apply the network rules; return whether it was revoked."""
+def observe(use: Use, *, resource: str, commit: bool = True) -> bool:
+    """Record a direct use of a token and apply the network rules; return whether it was revoked.
+
+    ``commit=False``: the use's row stays in the caller's transaction (a rule that acts
+    commits it with its notice, in any case).
+    """
     network = usage.client_network()
     if network is None:
         return False
-    is_new = not storage.has_usage_from(use.kind, use.token_id, network)
+    # Only the new-network rule (personal access tokens) asks whether the network is new.
+    is_new = use.kind == usage.PAT and not storage.has_usage_from(use.kind, use.token_id, network)
     usage.record_use(
-        use.kind, use.token_id, user_id=use.user.id if use.user else None, resource=resource
+        use.kind,
+        use.token_id,
+        user_id=use.user.id if use.user else None,
+        resource=resource,
+        commit=commit,
     )
     if use.user is None:
         return False
     now = db.now()
     revoked = False
-    if use.kind == usage.PAT and is_new and _logged_in_elsewhere(use.user, network):
+    if is_new and _logged_in_elsewhere(use.user, network):
         revoked |= report(NEW_NETWORK, use, network, since=now - timedelta(hours=1))
     hour = usage.hour_of(now)
     if (

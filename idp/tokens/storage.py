@@ -6,12 +6,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_
+from sqlalchemy import bindparam
 from sqlalchemy import distinct
 from sqlalchemy import func
 from sqlalchemy import or_
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects import sqlite
 
 from idp import db
 from idp.models.token import PersonalAccessToken
@@ -76,6 +75,25 @@ def delete_policy() -> bool:
     return True
 
 
+# Built once per dialect: every bearer use runs it, binding only the row's values.
+_UPSERT_USAGE = db.build_upserts(
+    TokenUsage,
+    [
+        TokenUsage.token_kind,
+        TokenUsage.token_id,
+        TokenUsage.network,
+        TokenUsage.hour,
+        TokenUsage.resource,
+    ],
+    lambda excluded: {
+        "count": TokenUsage.count + excluded.count,
+        "last_seen": excluded.last_seen,
+        "ip": excluded.ip,
+        "user_agent": excluded.user_agent,
+    },
+)
+
+
 def upsert_usage(values: dict[str, Any]) -> None:
     """Add ``count`` uses to their (token, network, hour, resource) row, inserting it if new.
 
@@ -83,24 +101,8 @@ def upsert_usage(values: dict[str, Any]) -> None:
     neither race nor write a row per call.
     """
     session = db.get_session()
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = insert(TokenUsage).values(**values)
-    statement = statement.on_conflict_do_update(
-        index_elements=[
-            TokenUsage.token_kind,
-            TokenUsage.token_id,
-            TokenUsage.network,
-            TokenUsage.hour,
-            TokenUsage.resource,
-        ],
-        set_={
-            "count": TokenUsage.count + statement.excluded.count,
-            "last_seen": statement.excluded.last_seen,
-            "ip": statement.excluded.ip,
-            "user_agent": statement.excluded.user_agent,
-        },
-    )
-    session.execute(statement)
+    dialect = "postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"
+    session.execute(_UPSERT_USAGE[dialect], values)
 
 
 def list_usage(token_kind: str, token_id: str, *, limit: int) -> list[TokenUsage]:
@@ -147,15 +149,18 @@ def has_usage_from(token_kind: str, token_id: str, network: str) -> bool:
     return db.get_session().scalar(query.limit(1)) is not None
 
 
+_COUNT_NETWORKS = select(func.count(distinct(TokenUsage.network))).where(
+    TokenUsage.token_kind == bindparam("token_kind"),
+    TokenUsage.token_id == bindparam("token_id"),
+    TokenUsage.hour == bindparam("hour"),
+    TokenUsage.introspected.is_(False),
+)
+
+
 def count_networks(token_kind: str, token_id: str, hour: datetime) -> int:
     """Return how many networks the token was used from directly in ``hour``."""
-    query = select(func.count(distinct(TokenUsage.network))).where(
-        TokenUsage.token_kind == token_kind,
-        TokenUsage.token_id == token_id,
-        TokenUsage.hour == hour,
-        TokenUsage.introspected.is_(False),
-    )
-    return db.get_session().scalar(query) or 0
+    params = {"token_kind": token_kind, "token_id": token_id, "hour": hour}
+    return db.get_session().scalar(_COUNT_NETWORKS, params) or 0
 
 
 def add_notice(notice: SecurityNotice) -> None:

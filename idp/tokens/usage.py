@@ -132,12 +132,15 @@ def record_use(
     user_id: int | None,
     resource: str,
     introspected: bool = False,
+    commit: bool = True,
 ) -> str | None:
     """Count one use of a token by this request's client; commit. Return its network.
 
     An introspection is counted in this process's buffer, written once the oldest waiting
     count is INTROSPECTION_FLUSH old (or by the periodic sweep, or as the worker stops).
     Outside a request, or from an address that is not an IP, nothing is recorded (None).
+    ``commit=False`` leaves a direct use's row in the caller's transaction, which commits it
+    (the refresh grant's rotation: one commit per refresh).
     """
     network = client_network()
     if network is None:
@@ -164,7 +167,8 @@ def record_use(
             flush_usage()
         return network
     storage.upsert_usage(values)
-    db.get_session().commit()
+    if commit:
+        db.get_session().commit()
     return network
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask
+from sqlalchemy import event
 from sqlalchemy import func
 from sqlalchemy import select
 
@@ -28,3 +31,19 @@ def snapshot(app: Flask, *, exclude: Collection[str] = ()) -> dict[str, list[tup
             for table in db.Base.metadata.sorted_tables
             if table.name not in exclude
         }
+
+
+@contextmanager
+def count_statements(app: Flask) -> Iterator[list[str]]:
+    """Collect every SQL statement the app's engine runs inside the block."""
+    statements: list[str] = []
+    engine = db.get_database(app).engine
+
+    def collect(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", collect)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", collect)

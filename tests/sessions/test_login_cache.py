@@ -38,7 +38,7 @@ from tests.helpers.replicas import browser_on
 from tests.helpers.replicas import build_replica
 from tests.helpers.replicas import cached_record_key
 from tests.helpers.replicas import token_hash_of
-from tests.tokens.conftest import count_statements
+from tests.helpers.rows import count_statements
 
 
 @pytest.fixture(autouse=True)
@@ -202,7 +202,7 @@ def test_a_reader_during_an_uncommitted_logout_cannot_cache_the_old_row(
     http, there, token_hash = browser.http, browser.there, browser.token_hash
     assert http.get("/account/").status_code == 200
     assert store.exists(cached_record_key(token_hash))
-    end_handlers = logout.on_session_ended
+    end_handlers = logout.on_sessions_ended
     during: list[int] = []
 
     def read_before_the_commit(*args: Any, **kwargs: Any) -> None:
@@ -211,7 +211,7 @@ def test_a_reader_during_an_uncommitted_logout_cannot_cache_the_old_row(
         during.append(run_in_thread(lambda: http.get("/account/").status_code))
         assert not store.exists(cached_record_key(token_hash))
 
-    monkeypatch.setattr(logout, "on_session_ended", read_before_the_commit)
+    monkeypatch.setattr(logout, "on_sessions_ended", read_before_the_commit)
     assert AuthActions(there).logout().status_code == 200
     assert during == [200]  # the reader saw the row before the logout committed
     monkeypatch.undo()

@@ -11,8 +11,8 @@ from idp.tokens.format import TOKEN_LENGTH
 from idp.tokens.format import generate_token
 from idp.tokens.format import is_well_formed
 from tests.conftest import TestUser
+from tests.helpers.rows import count_statements
 from tests.tokens.conftest import bearer
-from tests.tokens.conftest import count_statements
 from tests.tokens.conftest import create_pat
 
 SHAPE = re.compile(r"^idp_pat_[0-9A-Za-z]{43}[0-9A-Za-z]{6}$")

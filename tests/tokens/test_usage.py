@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import event
 from sqlalchemy import select
 
 from idp import db
@@ -23,8 +24,8 @@ from tests.conftest import TestUser
 from tests.conftest import make_user
 from tests.helpers import oidc
 from tests.helpers.oidc import Client
+from tests.helpers.rows import count_statements
 from tests.tokens.conftest import bearer
-from tests.tokens.conftest import count_statements
 from tests.tokens.conftest import create_pat
 
 AGENT = "ci-script/1.0"
@@ -251,3 +252,31 @@ def test_introspections_are_counted_in_memory_and_written_in_one_batch(
         run_maintenance()  # the periodic sweep writes what waits too
     [row] = usage_rows(app, flush=False)
     assert row.count == 52
+
+
+def test_a_refresh_records_its_use_in_the_rotations_commit(
+    app: Flask, http: FlaskClient, logged_in: TestUser
+) -> None:
+    client = oidc.register(app, "App")
+    tokens = oidc.issue_tokens(http, client, "openid offline_access")
+    form = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    engine = db.get_database(app).engine
+    commits: list[object] = []
+    count = commits.append
+    event.listen(engine, "commit", count)
+    try:
+        refreshed = http.post("/token", data=form, auth=client.basic_auth)
+    finally:
+        event.remove(engine, "commit", count)
+    assert refreshed.status_code == 200, refreshed.data
+    assert len(commits) == 1  # the use, the rotation and the new pair together
+    [row] = usage_rows(app)
+    assert (row.token_kind, row.resource, row.count) == ("refresh", client.client_id, 1)
+
+    # A refresh refused for its scope was a use all the same: recorded, nothing rotated.
+    form["refresh_token"] = refreshed.get_json()["refresh_token"]
+    refused = http.post("/token", data={**form, "scope": "openid admin"}, auth=client.basic_auth)
+    assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_scope"
+    [row] = usage_rows(app)
+    assert row.count == 2
+    assert http.post("/token", data=form, auth=client.basic_auth).status_code == 200
