@@ -37,9 +37,11 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# pytest-xdist: one worker per core, each with its own databases; coverage is combined.
+# pytest-xdist: one worker per core and one more, each with its own databases; coverage is
+# combined. The extra worker runs while another waits on real time, a live server or a
+# browser (2 cores: pytest 254 s with 2 workers, 226 s with 3, 239 s with 4).
 # loadgroup: tests spread one by one, except the modules that share a live server.
-PYTEST_WORKERS ?= auto
+PYTEST_WORKERS ?= $(shell echo $$(( $$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1) + 1 )))
 # Test files on tmpfs where there is one: SQLite's fsyncs cost a third of the run.
 # Bytecode caches on: each worker imports every test module (assertion rewriting included).
 TEST_TMPDIR ?= $(shell test -d /dev/shm -a -w /dev/shm && echo /dev/shm || echo $${TMPDIR:-/tmp})
