@@ -103,6 +103,7 @@ def test_every_main_page_works_under_the_policy_in_chromium(
     assert page.get_by_role("button", name="Allow").is_visible()
     page.click("button[value=allow]")
     assert rx.wait_for(lambda: any("code" in r.form for r in app.received), seconds=10)
+    page.wait_for_url(app.endpoint("/callback"))  # the POST's page loaded: no navigation left
     [code] = next(r.form["code"] for r in app.received if r.path == "/callback")
     # The app redeems the code: now it holds tokens of this session, and is logged out with it.
     tokens = requests.post(
