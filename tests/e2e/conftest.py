@@ -131,7 +131,12 @@ def chromium_path() -> str | None:
 def chromium() -> Iterator[Any]:
     """Debian's Chromium through Playwright (never a downloaded browser), once per worker."""
     executable = chromium_path()
-    require_service(executable is not None, "Chromium not installed (apt install chromium)")
+    require_service(
+        executable is not None and os.access(executable, os.X_OK),
+        f"Chromium not found at {executable}"
+        if executable
+        else "Chromium not installed (apt install chromium)",
+    )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
