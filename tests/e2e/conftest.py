@@ -73,6 +73,8 @@ def idp_environment(folder: Path, port: int, host: str = "127.0.0.1") -> dict[st
         "IDP_DATABASE_URL": f"sqlite:///{folder / 'idp.sqlite3'}",
         "IDP_KEYS_DIR": str(folder / "keys"),
         "IDP_INSTANCE_DIR": str(folder / "instance"),
+        # Its temporary files (the metrics folder a killed server leaves) stay with the test's.
+        "TMPDIR": str(folder),
         **{f"IDP_{name.upper()}": str(value) for name, value in FAST_HASH.items()},
     }
 
@@ -100,8 +102,7 @@ def running_idp(
     with (folder / "idp.log").open("wb") as log:
         process = subprocess.Popen(
             [IDP, "serve", "--port", str(port), "--workers", "1"],
-            # Its metrics folder (which a killed server leaves) goes with the test's files.
-            env={**live.env, "TMPDIR": str(folder)},
+            env=live.env,
             stdout=log,
             stderr=log,
             start_new_session=True,  # its own process group: the master and its workers
