@@ -154,18 +154,23 @@ def _writer_queue_connection(lock_path: str) -> type[sqlite3.Connection]:
             weakref.finalize(self, os.close, self.queue_fd)
 
         def enter_queue(self) -> None:
-            holders: set[str] = _held_by_thread.__dict__.setdefault("paths", set())
-            if lock_path in holders:
+            # The connection through which this thread holds the queue, if any (a weak
+            # reference: a connection dropped unclosed lost the lock with its descriptor).
+            holders: dict[str, weakref.ref[Any]] = _held_by_thread.__dict__.setdefault(
+                "holders", {}
+            )
+            holder = holders.get(lock_path, lambda: None)()
+            if holder is not None and holder.queued:
                 # This thread writes through another connection: waiting would never end.
                 raise sqlite3.OperationalError("database is locked")
             fcntl.flock(self.queue_fd, fcntl.LOCK_EX)
-            holders.add(lock_path)
+            holders[lock_path] = weakref.ref(self)
             self.queued = True
 
         def leave_queue(self) -> None:
             if self.queued:
                 self.queued = False
-                _held_by_thread.__dict__.get("paths", set()).discard(lock_path)
+                _held_by_thread.__dict__.get("holders", {}).pop(lock_path, None)
                 fcntl.flock(self.queue_fd, fcntl.LOCK_UN)
 
         def commit(self) -> None:
