@@ -258,7 +258,7 @@ def sqlite_run_database(
         engine.dispose()  # no pooled connection to the previous test's file
         # The previous test's write-ahead log goes too: a connection it left open (a
         # background thread's) keeps the log, and SQLite would replay it onto the new file.
-        for journal in ("-wal", "-shm", "-journal"):
+        for journal in ("-wal", "-shm", "-journal", "-lock"):
             path.with_name(path.name + journal).unlink(missing_ok=True)
         # A new file (inode) under the same name: copying a prebuilt schema takes ~0.3 ms.
         shutil.copyfile(template, folder / "next.sqlite3")
