@@ -140,6 +140,7 @@ def build_engine(database_url: str) -> Engine:
 # safe: the queue only orders writers, and a writer outside it (another program) meets the
 # busy timeout as before.
 _DML = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+QUEUE_TIMEOUT = 5.0  # seconds, as PRAGMA busy_timeout
 _held_by_thread = threading.local()
 
 
@@ -163,7 +164,7 @@ def _writer_queue_connection(lock_path: str) -> type[sqlite3.Connection]:
             if holder is not None and holder.queued:
                 # This thread writes through another connection: waiting would never end.
                 raise sqlite3.OperationalError("database is locked")
-            fcntl.flock(self.queue_fd, fcntl.LOCK_EX)
+            _wait_for_lock(self.queue_fd)
             holders[lock_path] = weakref.ref(self)
             self.queued = True
 
@@ -192,6 +193,48 @@ def _writer_queue_connection(lock_path: str) -> type[sqlite3.Connection]:
                 self.leave_queue()
 
     return WriterQueueConnection
+
+
+def _wait_for_lock(fd: int) -> None:
+    """Take the writers' lock, waiting in the kernel at most QUEUE_TIMEOUT (the busy timeout).
+
+    A blocking ``flock`` wakes the waiter as soon as the holder commits (polling lets newcomers
+    cut in: refresh p99 160 ms instead of 65 ms), but cannot be bounded. So a helper thread
+    blocks on a duplicate of the descriptor (the same lock) while the caller waits at most
+    QUEUE_TIMEOUT: a writer stuck mid-transaction costs the others "database is locked" (a 503),
+    as SQLite's own lock does, not a hang. A helper that gets the lock too late gives it back.
+
+    Raises:
+        sqlite3.OperationalError: the lock was not free within QUEUE_TIMEOUT.
+
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    taken, give_back, decided = threading.Event(), threading.Event(), threading.Lock()
+    duplicate = os.dup(fd)  # the helper's own: this connection may close its descriptor
+
+    def take() -> None:
+        try:
+            fcntl.flock(duplicate, fcntl.LOCK_EX)
+            with decided:
+                if give_back.is_set():
+                    fcntl.flock(duplicate, fcntl.LOCK_UN)
+                else:
+                    taken.set()
+        finally:
+            os.close(duplicate)  # the lock stays with the connection's descriptor
+
+    threading.Thread(target=take, name="sqlite-writers-queue", daemon=True).start()
+    if taken.wait(QUEUE_TIMEOUT):
+        return
+    with decided:
+        if taken.is_set():
+            return
+        give_back.set()
+    raise sqlite3.OperationalError("database is locked")
 
 
 def _queue_writer(

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from idp import db
 from idp.db import build_engine
 
 WRITER = textwrap.dedent(
@@ -101,3 +104,36 @@ def test_writers_in_two_processes_all_commit(engine: Engine, tmp_path: Path) -> 
             text("SELECT writer, count(*) FROM row GROUP BY writer ORDER BY writer")
         ).all()
     assert [tuple(row) for row in counts] == [("one", 200), ("two", 200)]
+
+
+def test_a_writer_stuck_mid_transaction_costs_the_others_a_bounded_wait(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "QUEUE_TIMEOUT", 0.3)
+    stuck, done = threading.Event(), threading.Event()
+
+    def hold() -> None:  # another thread's write transaction that does not end for a while
+        with engine.connect() as connection:
+            connection.execute(text("INSERT INTO row VALUES ('stuck', 1)"))
+            stuck.set()
+            done.wait(10)
+            connection.commit()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert stuck.wait(10)
+        with engine.connect() as connection:
+            with pytest.raises(OperationalError, match="database is locked"):
+                connection.execute(text("INSERT INTO row VALUES ('waiting', 2)"))
+            connection.rollback()
+    finally:
+        done.set()
+        holder.join(10)
+    # The helper still waiting when the writer gave up takes the lock late and gives it back.
+    lock = tmp_path / "idp.sqlite3-lock"
+    assert any(lock_is_free(lock) or time.sleep(0.01) for _ in range(200))
+    with engine.begin() as connection:  # and the queue works as before
+        connection.execute(text("INSERT INTO row VALUES ('after', 3)"))
+        rows = connection.execute(text("SELECT writer FROM row ORDER BY n")).scalars().all()
+    assert rows == ["stuck", "after"]
