@@ -350,6 +350,12 @@ def build_upserts(
     return built
 
 
+def run_upsert(built: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+    """Execute the current database's statement of :func:`build_upserts` with ``values``."""
+    session = get_session()
+    session.execute(built[session.get_bind().dialect.name], values)
+
+
 # The periodic sweep deletes rows this long after they stopped mattering (expired, ended,
 # delivered), at most PURGE_BATCH rows of a table per run, so no run holds locks for long.
 PURGE_AFTER = timedelta(days=1)

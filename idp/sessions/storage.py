@@ -153,7 +153,6 @@ def record_participant(login_session_id: int, protocol: str, rp: str, now: datet
 
     ``INSERT … ON CONFLICT DO UPDATE``: two first tokens of one app at once both succeed.
     """
-    session = db.get_session()
     values = {
         "login_session_id": login_session_id,
         "protocol": protocol,
@@ -161,22 +160,7 @@ def record_participant(login_session_id: int, protocol: str, rp: str, now: datet
         "joined_at": now,
         "last_seen_at": now,
     }
-    upsert = _RECORD_PARTICIPANT.get(session.get_bind().dialect.name)
-    if upsert is not None:
-        session.execute(upsert, values)
-        return
-    # No portable upsert: read, then insert or update.
-    participant = session.scalar(
-        select(SessionParticipant).where(
-            SessionParticipant.login_session_id == login_session_id,
-            SessionParticipant.protocol == protocol,
-            SessionParticipant.rp == rp,
-        )
-    )
-    if participant is None:
-        session.add(SessionParticipant(**values))
-    else:
-        participant.last_seen_at = now
+    db.run_upsert(_RECORD_PARTICIPANT, values)
 
 
 def set_logged_out(participant_ids: list[int], now: datetime) -> None:

@@ -100,9 +100,7 @@ def upsert_usage(values: dict[str, Any]) -> None:
     One statement (``INSERT … ON CONFLICT DO UPDATE``), so concurrent uses of a busy token
     neither race nor write a row per call.
     """
-    session = db.get_session()
-    dialect = "postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"
-    session.execute(_UPSERT_USAGE[dialect], values)
+    db.run_upsert(_UPSERT_USAGE, values)
 
 
 def list_usage(token_kind: str, token_id: str, *, limit: int) -> list[TokenUsage]:
