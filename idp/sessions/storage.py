@@ -48,7 +48,7 @@ def end_logins(login_ids: list[int], now: datetime, reason: str) -> set[int]:
         .values(revoked_at=now, revoked_reason=reason)
         .execution_options(synchronize_session=False)
     )
-    if not session.get_bind().dialect.update_returning:  # MySQL: one UPDATE per session
+    if not session.get_bind().dialect.update_returning:  # SQLite < 3.35: one UPDATE each
         won = set()
         for login_id in login_ids:
             result = session.execute(statement.where(LoginSession.id == login_id))
