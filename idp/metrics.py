@@ -8,6 +8,7 @@ Counters move when an audit event is committed (a rolled-back login counts nothi
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -153,6 +154,9 @@ def init_app(app: Flask) -> None:
     """Count committed audit events and time every request (call after the blueprints)."""
     app.extensions["idp.metrics"] = build_metrics()
     sessionmaker = db.get_database(app).sessionmaker
+    # Listeners live as long as the sessionmaker's Session class, which the app holds: a strong
+    # reference back to the app would keep every app a process builds (one per test) for good.
+    app_ref = weakref.ref(app)
 
     @event.listens_for(sessionmaker, "after_flush")
     def _collect(session: Session, flush_context: Any) -> None:
@@ -163,8 +167,9 @@ def init_app(app: Flask) -> None:
     @event.listens_for(sessionmaker, "after_commit")
     def _count(session: Session) -> None:
         rows = session.info.pop(_PENDING, []) + session.info.pop(audit.INSERTED_KEY, [])
-        if rows:
-            count_committed(get_metrics(app), rows)
+        owner = app_ref()
+        if rows and owner is not None:
+            count_committed(get_metrics(owner), rows)
 
     @event.listens_for(sessionmaker, "after_rollback")
     def _forget(session: Session) -> None:
