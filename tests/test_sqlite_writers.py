@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from idp import db
+from idp import sqlite_writers
 from idp.db import build_engine
 
 WRITER = textwrap.dedent(
@@ -109,7 +109,7 @@ def test_writers_in_two_processes_all_commit(engine: Engine, tmp_path: Path) -> 
 def test_a_writer_stuck_mid_transaction_costs_the_others_a_bounded_wait(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(db, "QUEUE_TIMEOUT", 0.3)
+    monkeypatch.setattr(sqlite_writers, "QUEUE_TIMEOUT", 0.3)
     stuck, done = threading.Event(), threading.Event()
 
     def hold() -> None:  # another thread's write transaction that does not end for a while

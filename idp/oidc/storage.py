@@ -1,4 +1,8 @@
-"""The only SQL in oidc/: clients, codes, tokens and consents."""
+"""The only SQL in oidc/: clients, codes, tokens and consents.
+
+Over 400 lines: one short function per statement the OpenID Provider runs (clients, codes,
+refresh families, consents, registration), kept together so that oidc/ has one place for SQL.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""Login session lifecycle: authenticate, start, find, touch, expire and end (flask-login glue)."""
+"""Login session lifecycle: authenticate, start, find, touch, expire and end (flask-login glue).
+
+Over 400 lines: it is the one door to the shared login for every protocol and the admin tools
+(start, find, step up, end, list, describe); each function is short, and splitting them would
+give other packages two modules to go through instead of one.
+"""
 
 from __future__ import annotations
 
