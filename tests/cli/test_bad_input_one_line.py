@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,23 +27,10 @@ from tests.cli.test_console_script import idp
 from tests.conftest import create_postgres_database
 from tests.conftest import drop_postgres_database
 from tests.helpers.cli import console as run_idp
+from tests.helpers.cli import console_environment
 
 REDIRECT = "https://rp.example.com/callback"
 NOT_UTF8 = b"\xff\xfe not UTF-8 at all, and long enough to be a secret\n"
-
-
-def environment(folder: Path) -> dict[str, str]:
-    """The console script's environment, but for the database, pointing into ``folder``."""
-    clean = {key: value for key, value in os.environ.items() if not key.startswith("IDP_")}
-    return {
-        **clean,
-        "IDP_KEYS_DIR": str(folder / "keys"),
-        "IDP_INSTANCE_DIR": str(folder / "instance"),
-        "IDP_SECRET_KEY": "console-test-secret-key",
-        "IDP_PASSWORD_HASH_TIME_COST": "1",
-        "IDP_PASSWORD_HASH_MEMORY_COST": "1024",
-        "IDP_PASSWORD_HASH_PARALLELISM": "1",
-    }
 
 
 @contextmanager
@@ -69,7 +55,7 @@ def env(
 ) -> Iterator[dict[str, str]]:
     """The console script's environment, on an empty database of ``db_backend``."""
     with database(db_backend, tmp_path, request) as url:
-        yield {**environment(tmp_path), "IDP_DATABASE_URL": url}
+        yield {**console_environment(tmp_path), "IDP_DATABASE_URL": url}
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +65,9 @@ def initialised_template(
     """What ``idp init`` writes, once per module and backend (each ``idp`` start costs ~1 s)."""
     folder = tmp_path_factory.mktemp("initialised")
     with database(db_backend, folder, request) as url:
-        result = run_idp("init", env={**environment(folder), "IDP_DATABASE_URL": url}, cwd=folder)
+        result = run_idp(
+            "init", env={**console_environment(folder), "IDP_DATABASE_URL": url}, cwd=folder
+        )
         assert result.returncode == 0, result.stderr
         yield folder, make_url(url).database or ""
 
@@ -95,7 +83,7 @@ def initialised(
     folder, template = initialised_template
     shutil.copytree(folder, tmp_path, dirs_exist_ok=True)
     with database(db_backend, tmp_path, request, template) as url:
-        yield {**environment(tmp_path), "IDP_DATABASE_URL": url}
+        yield {**console_environment(tmp_path), "IDP_DATABASE_URL": url}
 
 
 def database_tables(url: str) -> set[str]:

@@ -21,26 +21,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import console as run_idp
+from tests.helpers.cli import console_environment
 
 IDP = Path(sys.executable).parent / "idp"
 COMMAND_TIMEOUT = 60
-
-
-def environment(folder: Path) -> dict[str, str]:
-    """Environment of the console script: only our IDP_* settings, pointing into ``folder``."""
-    clean = {key: value for key, value in os.environ.items() if not key.startswith("IDP_")}
-    return {
-        **clean,
-        "IDP_DATABASE_URL": f"sqlite:///{folder / 'idp.sqlite3'}",
-        "IDP_KEYS_DIR": str(folder / "keys"),
-        "IDP_INSTANCE_DIR": str(folder / "instance"),
-        "IDP_SECRET_KEY": "console-test-secret-key",
-        "IDP_ISSUER": "http://127.0.0.1:5000",
-        # Cheap Argon2: the demo seeding hashes three passwords.
-        "IDP_PASSWORD_HASH_TIME_COST": "1",
-        "IDP_PASSWORD_HASH_MEMORY_COST": "1024",
-        "IDP_PASSWORD_HASH_PARALLELISM": "1",
-    }
 
 
 def idp(
@@ -60,14 +44,14 @@ def idp(
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return environment(tmp_path)
+    return console_environment(tmp_path)
 
 
 @pytest.fixture(scope="module")
 def initialised_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """What ``idp init --demo`` writes, once per module (the CLI's start-up costs seconds)."""
     folder = tmp_path_factory.mktemp("initialised")
-    result = run_idp("init", "--demo", env=environment(folder), cwd=folder)
+    result = run_idp("init", "--demo", env=console_environment(folder), cwd=folder)
     assert result.returncode == 0, result.stderr
     return folder
 

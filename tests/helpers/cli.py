@@ -18,6 +18,26 @@ import idp.cli
 from idp.db import get_database
 
 
+def console_environment(folder: Path) -> dict[str, str]:
+    """The console script's environment: no IDP_* setting but ours, its files in ``folder``.
+
+    Its database is a SQLite file there; a test gives ``IDP_DATABASE_URL`` over it for another.
+    """
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("IDP_")}
+    return {
+        **clean,
+        "IDP_DATABASE_URL": f"sqlite:///{folder / 'idp.sqlite3'}",
+        "IDP_KEYS_DIR": str(folder / "keys"),
+        "IDP_INSTANCE_DIR": str(folder / "instance"),
+        "IDP_SECRET_KEY": "console-test-secret-key",
+        "IDP_ISSUER": "http://127.0.0.1:5000",
+        # Cheap Argon2: `init --demo` hashes three passwords.
+        "IDP_PASSWORD_HASH_TIME_COST": "1",
+        "IDP_PASSWORD_HASH_MEMORY_COST": "1024",
+        "IDP_PASSWORD_HASH_PARALLELISM": "1",
+    }
+
+
 def run(app: Flask, *args: str, input: str | None = None) -> Result:
     """Invoke ``idp ARGS...`` with Click's runner; stdin is ``input``."""
     return app.test_cli_runner().invoke(args=list(args), input=input)
