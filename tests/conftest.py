@@ -161,9 +161,7 @@ def _second_run(item: pytest.Item) -> bool:
     params = getattr(item, "callspec", None)
     if params is None or params.params.get("db_backend") != "postgresql":
         return False
-    only = item.get_closest_marker("backends")
-    chosen = item.config.getoption("--db")
-    return chosen == "all" and (only is None or "sqlite" in only.args)
+    return "sqlite" in run_backends(item.config, item)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -189,14 +187,20 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         cov.start()
 
 
+def run_backends(config: pytest.Config, node: pytest.Item) -> tuple[str, ...]:
+    """The databases an app test runs on in this run: ``--db``, narrowed by its mark."""
+    chosen = config.getoption("--db")
+    backends = BACKENDS if chosen == "all" else (chosen,)
+    # @pytest.mark.backends("postgresql"): a test of a feature one database lacks.
+    only = node.get_closest_marker("backends")
+    if only is not None:
+        backends = tuple(backend for backend in backends if backend in only.args)
+    return backends
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "db_backend" in metafunc.fixturenames:
-        chosen = metafunc.config.getoption("--db")
-        backends = BACKENDS if chosen == "all" else (chosen,)
-        # @pytest.mark.backends("postgresql"): a test of a feature one database lacks.
-        only = metafunc.definition.get_closest_marker("backends")
-        if only is not None:
-            backends = tuple(backend for backend in backends if backend in only.args)
+        backends = run_backends(metafunc.config, metafunc.definition)
         metafunc.parametrize("db_backend", backends, scope="session")
 
 

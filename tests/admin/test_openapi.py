@@ -28,7 +28,7 @@ from idp.models import ServiceProvider
 from idp.models import User
 from tests.admin.conftest import API
 from tests.admin.conftest import Bearer
-from tests.conftest import BACKENDS
+from tests.conftest import run_backends
 
 DOCUMENT = f"{API}/openapi.json"
 
@@ -146,8 +146,7 @@ def test_api_keeps_to_its_document(
     # 10 examples per operation and mode in a run (the largest file of the suite at 25),
     # shared out among the databases run: each draws its own from a seed of its own, fixed so
     # a failure reproduces, instead of both drawing the same ones.
-    chosen = request.config.getoption("--db")
-    backends = BACKENDS if chosen == "all" else (chosen,)
+    backends = run_backends(request.config, request.node)
 
     @seed(zlib.crc32(db_backend.encode()))
     @given(case=operation.as_strategy(generation_mode=mode))
