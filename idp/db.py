@@ -91,25 +91,20 @@ def build_engine(database_url: str) -> Engine:
     url = make_url(database_url)
     # Parameters are e-mails, hashes, client ids: never in logs or error messages.
     options: dict[str, Any] = {"future": True, "hide_parameters": True}
-    if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:" and Path(url.database).parent.is_dir():
-            # SQLite would create a missing file 0644; no directory is made here (`idp init`).
-            create_private_file(Path(url.database))
-    else:
+    sqlite = url.get_backend_name() == "sqlite"
+    # The SQLite file, if the database is one (not in memory).
+    database = url.database if sqlite and url.database not in ("", ":memory:") else None
+    if database and Path(database).parent.is_dir():
+        # SQLite would create a missing file 0644; no directory is made here (`idp init`).
+        create_private_file(Path(database))
+    if not sqlite:
         options["pool_pre_ping"] = True
-    file_database = url.get_backend_name() == "sqlite" and url.database not in (
-        None,
-        "",
-        ":memory:",
-    )
-    if file_database:
-        options["connect_args"] = {
-            "factory": sqlite_writers.connection_class(f"{url.database}-lock")
-        }
+    if database:
+        options["connect_args"] = {"factory": sqlite_writers.connection_class(f"{database}-lock")}
     engine = create_engine(url, **options)
-    if file_database:
+    if database:
         event.listen(engine, "before_cursor_execute", sqlite_writers.queue_writer)
-    if url.get_backend_name() == "sqlite":
+    if sqlite:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
@@ -122,7 +117,7 @@ def build_engine(database_url: str) -> Engine:
             # only a power loss or OS crash may undo the last commits before a checkpoint,
             # never corrupt the file (https://www.sqlite.org/wal.html#durability). WAL needs
             # one host's shared memory: the database must not be on a network file system.
-            if url.database and url.database != ":memory:":
+            if database:
                 cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
