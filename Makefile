@@ -7,7 +7,7 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
 	&& { echo $$p; break; }; done)
 
-.PHONY: test demo fmt lint lock clean bench bench-smoke
+.PHONY: test demo fmt ruff lint lock clean bench bench-smoke
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is required" >&2; exit 1; }
@@ -32,9 +32,11 @@ lock:
 	mv constraints.new constraints.txt
 	rm -rf $(LOCK_VENV)
 
-lint: $(VENV)/.installed
+ruff: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+lint: ruff
 	$(BIN)/mypy
 
 # pytest-xdist: one worker per core and one more, each with its own databases; coverage is
@@ -50,9 +52,7 @@ STARTED := $(shell date +%s)
 
 # `make lint`'s checks; mypy (~9 s on a fresh clone) runs beside pytest instead of before it,
 # and its verdict is printed, and counts, after pytest's.
-test: $(VENV)/.installed
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+test: ruff
 	@mypy_log=$$(mktemp); $(BIN)/mypy >$$mypy_log 2>&1 & mypy=$$!; \
 	status=0; TMPDIR=$(TEST_TMPDIR) PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup \
 		$(PYTEST_ARGS) || status=$$?; \
